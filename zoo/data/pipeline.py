@@ -1,0 +1,236 @@
+"""The tf.data pipeline: raw splits → decoded, resized, scaled, cached, shuffled, batched."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from zoo.data.pgm import parse_pgm
+from zoo.data.spec import DataSpec, DataSplits, RawSplits
+
+logger = logging.getLogger(__name__)
+
+AUGMENTATIONS = ("horizontal_flip", "max_shift")
+_AUTOTUNE = tf.data.AUTOTUNE
+_PGM_PATH = r".*\.(pgm|pnm)"
+
+
+def _decode_pgm(data: tf.Tensor) -> tf.Tensor:
+    image = tf.numpy_function(
+        lambda raw: parse_pgm(raw)[..., np.newaxis], [data], tf.uint8, stateful=False
+    )
+    return tf.ensure_shape(image, (None, None, 1))
+
+
+def decode_file(path: tf.Tensor) -> tf.Tensor:
+    """Read and decode one image file: PNG, JPEG, BMP, GIF (first frame) or binary PGM.
+
+    Returns:
+        ``uint8 [h, w, c]`` with the file's own channel count.
+    """
+    data = tf.io.read_file(path)
+    is_pgm = tf.strings.regex_full_match(tf.strings.lower(path), _PGM_PATH)
+    return tf.cond(
+        is_pgm,
+        lambda: _decode_pgm(data),
+        lambda: tf.io.decode_image(data, channels=0, expand_animations=False),
+    )
+
+
+def _convert_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """Float ``[h, w, n]`` → ``[h, w, channels]``: grey ↔ RGB; an alpha channel is dropped."""
+
+    def convert(colour: bool) -> tf.Tensor:
+        if channels == 3:
+            return image[..., :3] if colour else tf.image.grayscale_to_rgb(image[..., :1])
+        return tf.image.rgb_to_grayscale(image[..., :3]) if colour else image[..., :1]
+
+    source = image.shape[-1]
+    if source == channels:
+        return image
+    if source is not None:  # Known statically: pick the branch in Python.
+        return convert(source >= 3)
+    return tf.cond(tf.shape(image)[-1] >= 3, lambda: convert(True), lambda: convert(False))
+
+
+def _file_sizes(raw: RawSplits) -> dict[tuple[int, int], str]:
+    """``{(height, width): first file of that size}`` over all splits, from file headers only."""
+    sizes: dict[tuple[int, int], str] = {}
+    for split in (raw.train, raw.validation, raw.test):
+        for path, _ in split.as_numpy_iterator():
+            name = path.decode()
+            with Image.open(name) as image:
+                sizes.setdefault((image.height, image.width), name)
+    if not sizes:
+        raise ValueError(f"{raw.name}: every split is empty")
+    return sizes
+
+
+def _probe_channels(raw: RawSplits) -> int:
+    """Channel count of the first decodable file: 1 for grey, 3 for colour (alpha dropped)."""
+    for split in (raw.train, raw.validation, raw.test):
+        for path, _ in split.take(1):
+            return 3 if int(decode_file(path).shape[-1]) >= 3 else 1
+    raise ValueError(f"{raw.name}: every split is empty")
+
+
+def _source_shape(
+    raw: RawSplits, image_size: tuple[int, int] | None, channels: int | None
+) -> tuple[int | None, int | None, int]:
+    """``(height, width, channels)`` the pipeline hands out before resizing."""
+    image_spec = raw.train.element_spec[0]
+    if image_spec.dtype == tf.string:
+        target_channels = channels or _probe_channels(raw)
+        if image_size is not None:
+            return None, None, target_channels
+        sizes = _file_sizes(raw)
+        if len(sizes) > 1:
+            examples = ", ".join(f"{h}x{w} ({path})" for (h, w), path in sorted(sizes.items())[:3])
+            raise ValueError(
+                f"images of {raw.name!r} differ in size (height x width): {examples}; set "
+                "image_size=[height, width] (data.image_size) to resize them all"
+            )
+        ((height, width),) = sizes
+        return height, width, target_channels
+    height, width, source_channels = image_spec.shape
+    if image_size is None and (height is None or width is None):
+        raise ValueError(
+            f"images of {raw.name!r} have no fixed size (element spec {image_spec.shape}); set "
+            "image_size=[height, width] (data.image_size) to resize them all"
+        )
+    if channels is None and source_channels is None:
+        raise ValueError(f"images of {raw.name!r} have no fixed channel count; set channels")
+    return height, width, channels or source_channels
+
+
+def _preprocess_fn(
+    from_files: bool, shape: tuple[int | None, int | None, int], image_size: tuple[int, int] | None
+) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+    """The deterministic part: decode, scale to [0, 1], convert channels, resize."""
+    height, width, channels = shape
+    final_shape = (*(image_size or (height, width)), channels)
+
+    def preprocess(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        if from_files:
+            image = decode_file(image)
+        image = tf.cast(image, tf.float32) / 255.0
+        image = _convert_channels(image, channels)
+        if image_size is not None:
+            image = tf.image.resize(image, image_size, method="bilinear", antialias=True)
+            image = tf.clip_by_value(image, 0.0, 1.0)
+        return tf.ensure_shape(image, final_shape), tf.cast(label, tf.int32)
+
+    return preprocess
+
+
+def _check_augment(augment: Mapping[str, Any]) -> tuple[bool, int]:
+    unknown = sorted(set(augment) - set(AUGMENTATIONS))
+    if unknown:
+        raise ValueError(f"unknown augmentation(s) {unknown}; supported: {list(AUGMENTATIONS)}")
+    flip = augment.get("horizontal_flip", False)
+    shift = augment.get("max_shift", 0)
+    if not isinstance(flip, bool):
+        raise ValueError(f"augment.horizontal_flip must be true or false, got {flip!r}")
+    if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
+        raise ValueError(f"augment.max_shift must be a whole number of pixels >= 0, got {shift!r}")
+    return flip, shift
+
+
+def _augment(
+    dataset: tf.data.Dataset, flip: bool, shift: int, shape: tuple[int, int, int], seed: int
+) -> tf.data.Dataset:
+    """Random horizontal flips and shifts of up to ``shift`` pixels (vacated border = 0).
+
+    Stateless ops fed by a seeded random stream that changes every epoch: reproducible runs,
+    fresh augmentation each pass.
+    """
+
+    def apply(pair: tuple[tf.Tensor, tf.Tensor], op_seed: tf.Tensor):
+        image, label = pair
+        flip_seed, shift_seed = tf.unstack(tf.random.experimental.stateless_split(op_seed, 2))
+        if flip:
+            image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+        if shift:
+            padded = tf.pad(image, [[shift, shift], [shift, shift], [0, 0]])
+            image = tf.image.stateless_random_crop(padded, shape, shift_seed)
+        return image, label
+
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return tf.data.Dataset.zip((dataset, seeds)).map(apply, num_parallel_calls=_AUTOTUNE)
+
+
+def build_datasets(
+    raw: RawSplits,
+    *,
+    batch_size: int,
+    image_size: Sequence[int] | None = None,
+    channels: int | None = None,
+    augment: Mapping[str, Any] | None = None,
+    cache: bool = True,
+    shuffle_buffer: int = 10_000,
+    seed: int = 0,
+) -> DataSplits:
+    """Turn raw splits into batched model inputs, one tf.data pipeline per split.
+
+    Per example: decode (file paths) → float32 in [0, 1] → channel conversion (1 ↔ 3) when
+    ``channels`` is set → bilinear resize to ``image_size`` when set → cache → (train only)
+    seeded shuffle, reshuffled every epoch → (train only) augmentation → batch → prefetch.
+
+    Args:
+        raw: unbatched ``(image uint8 [h, w, c] or file path, label)`` splits.
+        batch_size: examples per batch; the last batch may be smaller.
+        image_size: ``(height, width)`` to resize to; required when sizes differ.
+        channels: 1 (grey) or 3 (RGB) to convert to; ``None`` keeps the source's (file
+            sources: the first file's, and every file is converted to it).
+        augment: train-only augmentation, ``{"horizontal_flip": bool, "max_shift": int}``.
+        cache: keep the preprocessed examples in memory after the first pass.
+        shuffle_buffer: shuffle buffer size for the train split.
+        seed: seeds the shuffle and the augmentation.
+
+    Returns:
+        ``DataSplits`` of ``(float32 [b, h, w, c] in [0, 1], int32 [b])`` batches; its spec's
+        ``input_shape`` is the final ``(h, w, c)``.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if image_size is not None:
+        image_size = tuple(int(s) for s in image_size)
+        if len(image_size) != 2 or min(image_size) < 1:
+            raise ValueError(f"image_size must be [height, width] > 0, got {image_size!r}")
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1 (grey), 3 (RGB) or null, got {channels!r}")
+    if shuffle_buffer < 1:
+        raise ValueError(f"shuffle_buffer must be >= 1, got {shuffle_buffer!r}")
+    flip, shift = _check_augment(augment or {})
+
+    from_files = raw.train.element_spec[0].dtype == tf.string
+    shape = _source_shape(raw, image_size, channels)
+    preprocess = _preprocess_fn(from_files, shape, image_size)
+    final_shape = (*(image_size or shape[:2]), shape[2])
+
+    def pipeline(split: tf.data.Dataset, training: bool) -> tf.data.Dataset:
+        split = split.map(preprocess, num_parallel_calls=_AUTOTUNE)
+        if cache:
+            split = split.cache()
+        if training:
+            split = split.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+            if flip or shift:
+                split = _augment(split, flip, shift, final_shape, seed)
+        return split.batch(batch_size).prefetch(_AUTOTUNE)
+
+    return DataSplits(
+        train=pipeline(raw.train, training=True),
+        validation=pipeline(raw.validation, training=False),
+        test=pipeline(raw.test, training=False),
+        spec=DataSpec(
+            name=raw.name,
+            input_shape=final_shape,
+            num_classes=len(raw.class_names),
+            class_names=tuple(raw.class_names),
+        ),
+    )

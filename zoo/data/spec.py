@@ -1,0 +1,71 @@
+"""The types that travel between data sources, the tf.data pipeline and the model builders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model builder needs to know about its data, and nothing more.
+
+    Attributes:
+        name: the data set's name, e.g. ``"mnist"``.
+        input_shape: ``(height, width, channels)`` of one model input, after the pipeline.
+        num_classes: number of labels.
+        class_names: one readable name per label, in label order.
+    """
+
+    name: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    class_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Labelled images before any split.
+
+    Attributes:
+        name: the data set's name.
+        images: ``uint8`` array ``(n, height, width, channels)`` held in memory, or a
+            string array ``(n,)`` of image file paths decoded by the pipeline.
+        labels: ``int64`` array ``(n,)`` with values in ``[0, len(class_names))``.
+        class_names: one name per label.
+    """
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+
+    @property
+    def from_files(self) -> bool:
+        return self.images.dtype.kind in "US"
+
+
+@dataclass(frozen=True)
+class RawSplits:
+    """Unbatched ``(image uint8 [h, w, c], label int64)`` datasets, one per split.
+
+    For file sources the image is a ``tf.string`` file path, decoded by the pipeline.
+    """
+
+    name: str
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    class_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """Batched ``(image float32 [b, h, w, c] in [0, 1], label int32 [b])`` datasets + spec."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    spec: DataSpec
