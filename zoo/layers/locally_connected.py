@@ -11,6 +11,11 @@ from keras import ops
 
 _PADDINGS = ("valid", "same")
 _DATA_FORMATS = ("channels_last", "channels_first")
+# Patch floats per sample in one block of positions (256 KiB in fp32): at batch 32 a
+# block's patches are 8 MiB, small enough to stay in cache between gather and matmul.
+import os
+
+_BLOCK_PATCH_FLOATS = int(os.environ.get("ZOO_LC_BLOCK", 65536))
 
 
 def _positive_tuple(name: str, value: int | Sequence[int], rank: int) -> tuple[int, ...]:
@@ -229,35 +234,99 @@ class BaseLocallyConnected(keras.layers.Layer):
 
     # ---------------------------------------------------------------------- call
     def call(self, inputs):
-        rank, positions, channels = self.rank, self._positions, self._channels
+        rank = self.rank
         if self.data_format == "channels_last":
             to_position_major = (*range(1, rank + 1), rank + 1, 0)
             from_position_major = (rank + 1, *range(rank), rank)
-            kernel_blocks = (positions, self._kernel_volume, channels, self.filters)
-            kernel_to_filters_first = (0, 3, 1, 2)
         else:
             to_position_major = (*range(2, rank + 2), 1, 0)
             from_position_major = (rank + 1, rank, *range(rank))
-            kernel_blocks = (positions, channels, self._kernel_volume, self.filters)
-            kernel_to_filters_first = (0, 3, 2, 1)
 
         x = ops.transpose(inputs, to_position_major)  # (*spatial, C, batch)
         if any(before or after for before, after in self._pads):
             x = ops.pad(x, [*self._pads, (0, 0), (0, 0)])
-        x = ops.reshape(x, (self._padded_positions, channels, -1))
-        patches = ops.take(x, self._index, axis=0)  # (P * kvol, C, batch)
-        patch_size = self._kernel_volume * channels
-        patches = ops.reshape(patches, (positions, patch_size, -1))
-
-        # (P, patch, F) -> (P, F, kvol, C) -> (P, F, patch): the patch order of `take`.
-        kernel = ops.transpose(ops.reshape(self.kernel, kernel_blocks), kernel_to_filters_first)
-        kernel = ops.reshape(kernel, (positions, self.filters, patch_size))
-        outputs = ops.matmul(kernel, patches)  # (P, F, batch)
+        x = ops.reshape(x, (self._padded_positions, self._channels, -1))
+        outputs = self._local_matmul(x, ops.convert_to_tensor(self.kernel))  # (P, F, batch)
         outputs = ops.reshape(outputs, (*self.output_size, self.filters, -1))
         if self.use_bias:
             outputs = outputs + ops.expand_dims(self.bias, -1)
         outputs = ops.transpose(outputs, from_position_major)
         return self.activation(outputs) if self.activation is not None else outputs
+
+    def _position_blocks(self) -> list[tuple[int, int, np.ndarray]]:
+        """(start, stop, flat index) of each block of positions whose patches stay small."""
+        patch_size = self._kernel_volume * self._channels
+        per_block = max(1, _BLOCK_PATCH_FLOATS // patch_size)
+        blocks = []
+        for start in range(0, self._positions, per_block):
+            stop = min(start + per_block, self._positions)
+            index = self._index[start * self._kernel_volume : stop * self._kernel_volume]
+            blocks.append((start, stop, index))
+        return blocks
+
+    def _patches(self, x, index, positions: int):
+        """Patches `(positions, patch_size, batch)` in the kernel's patch order."""
+        patches = ops.take(x, index, axis=0)  # (positions * kvol, C, batch)
+        if self.data_format == "channels_first":
+            patches = ops.reshape(patches, (positions, self._kernel_volume, self._channels, -1))
+            patches = ops.transpose(patches, (0, 2, 1, 3))
+        return ops.reshape(patches, (positions, self._kernel_volume * self._channels, -1))
+
+    def _scatter_patches(self, patches_grad, index, positions: int):
+        """Inverse of `_patches` for gradients: add every patch entry back to its input cell."""
+        if self.data_format == "channels_first":
+            patches_grad = ops.reshape(
+                patches_grad, (positions, self._channels, self._kernel_volume, -1)
+            )
+            patches_grad = ops.transpose(patches_grad, (0, 2, 1, 3))
+        patches_grad = ops.reshape(
+            patches_grad, (positions * self._kernel_volume, self._channels, -1)
+        )
+        return ops.segment_sum(patches_grad, index, num_segments=self._padded_positions)
+
+    def _local_matmul(self, x, kernel):
+        """`(P, F, batch)` outputs of position-major input `x` `(Q, C, batch)`, block by block.
+
+        The patches of all positions (batch x positions x patch floats: 500 MB for DeepFace's
+        L4 at batch 32) are never materialised: forward and backward both work on one block
+        of positions at a time, and the backward recomputes a block's patches instead of
+        keeping them, so each block's patches stay in cache.
+        """
+        blocks = self._position_blocks()
+
+        @ops.custom_gradient
+        def local_matmul(x, kernel):
+            outputs = [
+                ops.einsum(
+                    "pkf,pkb->pfb", kernel[start:stop], self._patches(x, index, stop - start)
+                )
+                for start, stop, index in blocks
+            ]
+            outputs = outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=0)
+
+            def grad(*args, upstream=None):
+                if upstream is None:
+                    (upstream,) = args
+                x_grad, kernel_grads = None, []
+                for start, stop, index in blocks:
+                    patches = self._patches(x, index, stop - start)
+                    upstream_block = upstream[start:stop]  # (p, F, batch)
+                    kernel_grads.append(
+                        ops.matmul(patches, ops.transpose(upstream_block, (0, 2, 1)))
+                    )
+                    patches_grad = ops.matmul(kernel[start:stop], upstream_block)
+                    block_grad = self._scatter_patches(patches_grad, index, stop - start)
+                    x_grad = block_grad if x_grad is None else x_grad + block_grad
+                kernel_grad = (
+                    kernel_grads[0]
+                    if len(kernel_grads) == 1
+                    else ops.concatenate(kernel_grads, axis=0)
+                )
+                return x_grad, kernel_grad
+
+            return outputs, grad
+
+        return local_matmul(x, kernel)
 
     def compute_output_shape(self, input_shape):
         output_size, _ = self._geometry(input_shape)

@@ -1,0 +1,7 @@
+"""Reference architectures. Each builder takes a `DataSpec` and hyper-parameters from config."""
+
+from zoo.models.cnn import build_cnn
+from zoo.models.deepface import build_deepface, deepface_representation
+from zoo.models.mlp import build_mlp
+
+__all__ = ["build_cnn", "build_deepface", "build_mlp", "deepface_representation"]

@@ -1,0 +1,139 @@
+"""compile -> fit -> evaluate -> log: the training job behind `train.py`."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from zoo import plots, tracking
+from zoo.data import load_data
+from zoo.data.spec import DataSplits
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def set_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"trainer.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}."
+        )
+    keras.config.set_dtype_policy(precision)
+
+
+def compile_model(model: keras.Model, cfg: DictConfig, num_classes: int) -> None:
+    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    if num_classes > 5:
+        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+    jit_compile = cfg.trainer.jit_compile
+    model.compile(
+        optimizer=instantiate(cfg.optimizer),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=metrics,
+        jit_compile=jit_compile if jit_compile == "auto" else bool(jit_compile),
+    )
+
+
+def make_callbacks(cfg: DictConfig, output_dir: Path) -> list[keras.callbacks.Callback]:
+    """The configured Keras callbacks, a best-model checkpoint, and MLflow's callback."""
+    callbacks = [instantiate(spec) for spec in cfg.trainer.callbacks.values() if spec]
+    callbacks.append(
+        keras.callbacks.ModelCheckpoint(
+            output_dir / "checkpoints" / "best.keras",
+            monitor=cfg.trainer.monitor,
+            mode=cfg.trainer.monitor_mode,
+            save_best_only=True,
+        )
+    )
+    callbacks.append(tracking.keras_callback())
+    return callbacks
+
+
+def fit(model: keras.Model, data: DataSplits, cfg: DictConfig, callbacks: list) -> dict:
+    """`model.fit`; Ctrl-C stops training early but keeps (and logs) what was learned."""
+    history = keras.callbacks.History()
+    try:
+        model.fit(
+            data.train,
+            validation_data=data.validation,
+            epochs=cfg.trainer.epochs,
+            shuffle=False,  # the tf.data pipeline shuffles, reseeded every epoch
+            callbacks=[*callbacks, history],
+            verbose=cfg.trainer.verbose,
+        )
+    except KeyboardInterrupt:
+        log.warning("Interrupted: stopping training and logging the model as it is now.")
+        tracking.set_tags({"interrupted": "true"})
+    return history.history
+
+
+def model_summary(model: keras.Model) -> str:
+    lines = io.StringIO()
+    model.summary(print_fn=lambda line, **_: lines.write(line + "\n"))
+    return lines.getvalue()
+
+
+def sample_batch(data: DataSplits, size: int = 4) -> np.ndarray:
+    images, _ = next(iter(data.test.unbatch().batch(size)))
+    return images.numpy()
+
+
+def best_value(history: dict, monitor: str, mode: str) -> float:
+    values = history.get(monitor)
+    if not values:
+        raise ValueError(
+            f"trainer.monitor={monitor!r} is not among the logged metrics {sorted(history)}."
+        )
+    return float(max(values) if mode == "max" else min(values))
+
+
+def train(cfg: DictConfig, output_dir: Path) -> float:
+    """Train `cfg.model` on `cfg.data`, log everything to MLflow, return the best monitor value."""
+    keras.utils.set_random_seed(cfg.seed)
+    set_precision(cfg.trainer.precision)
+    gpus = tf.config.list_physical_devices("GPU")
+    log.info("Devices: %s", ", ".join(d.name for d in gpus) or "CPU only")
+
+    data = load_data(cfg.data, batch_size=cfg.trainer.batch_size, seed=cfg.seed)
+    model = instantiate(cfg.model.builder)(data.spec)
+    compile_model(model, cfg, data.spec.num_classes)
+    tags = {"model": cfg.model.name, "data": cfg.data.name, "device": "GPU" if gpus else "CPU"}
+
+    with tracking.start_run(cfg, f"{cfg.model.name}-{cfg.data.name}", tags, output_dir) as run:
+        tracking.log_metrics({"parameters": model.count_params()})
+        tracking.log_text(model_summary(model), "model_summary.txt")
+        history = fit(model, data, cfg, make_callbacks(cfg, output_dir))
+        if history:
+            tracking.log_figure(plots.learning_curves(history), "plots/learning_curves.png")
+        if cfg.data.get("split", {}).get("by") == "identity":
+            log.info("Identity split: the test split holds unseen people, kept for verification.")
+        else:
+            test = model.evaluate(data.test, return_dict=True, verbose=0)
+            tracking.log_metrics(test, prefix="test_")
+            log.info("Test: %s", ", ".join(f"{k}={v:.4f}" for k, v in test.items()))
+        example = sample_batch(data)
+        if cfg.tracking.log_model:
+            uri = tracking.log_model(model, example, cfg.tracking.registered_model_name)
+            log.info("Logged model %s", uri)
+        if cfg.export.formats:
+            from zoo.export import export_model
+
+            results = export_model(model, list(cfg.export.formats), output_dir / "exports", example)
+            tracking.log_artifacts(output_dir / "exports", "exports")
+            tracking.log_metrics(
+                {f"export_{fmt}_max_abs_diff": r.max_abs_diff for fmt, r in results.items()}
+            )
+        log.info("Finished MLflow run %s", run.info.run_id)
+    return (
+        best_value(history, cfg.trainer.monitor, cfg.trainer.monitor_mode)
+        if history
+        else (float("nan"))
+    )
