@@ -1,4 +1,4 @@
-"""DeepFace (Taigman, Yang, Ranzato and Wolf, CVPR 2014), layer by layer as in the paper's Fig. 2."""
+"""DeepFace (Taigman, Yang, Ranzato and Wolf, CVPR 2014), layer by layer as in its Fig. 2."""
 
 import keras
 
