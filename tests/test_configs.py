@@ -44,21 +44,33 @@ def test_deepface_selects_faces_and_the_paper_optimizer():
     # The command line still wins over the model's choices.
     cfg = _compose("model=deepface", "data=lfw_subset", "optimizer=adam", "trainer.batch_size=8")
     assert (cfg.data.name, cfg.optimizer._target_, cfg.trainer.batch_size) == (
-        "lfw_subset", "keras.optimizers.Adam", 8
+        "lfw_subset",
+        "keras.optimizers.Adam",
+        8,
     )
 
 
 def test_the_keys_users_type():
-    cfg = _compose("trainer.epochs=3", "trainer.batch_size=16", "optimizer.learning_rate=0.1",
-                   "tracking.uri=sqlite:///x.db", "tracking.experiment=mine")
+    cfg = _compose(
+        "trainer.epochs=3",
+        "trainer.batch_size=16",
+        "optimizer.learning_rate=0.1",
+        "tracking.uri=sqlite:///x.db",
+        "tracking.experiment=mine",
+    )
     assert (cfg.trainer.epochs, cfg.trainer.batch_size, cfg.optimizer.learning_rate) == (3, 16, 0.1)
     assert (cfg.tracking.uri, cfg.tracking.experiment) == ("sqlite:///x.db", "mine")
     assert _compose().tracking.uri is None  # MLflow's own resolution by default
 
 
 def _train(*args, cwd):
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_help_lists_the_choices(tmp_path):

@@ -13,9 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _train(tmp_path, *overrides, multirun=False):
-    command = [sys.executable, str(ROOT / "train.py"), *(["-m"] if multirun else []),
-               f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "tracking.experiment=tests",
-               *overrides]
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        *(["-m"] if multirun else []),
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        "tracking.experiment=tests",
+        *overrides,
+    ]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout + result.stderr
@@ -48,8 +53,12 @@ def _check_run(client, run, model, data, epochs, output):
         assert metric in run.data.metrics
     assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0
     artifacts = set(_artifacts(client, run.info.run_id))
-    assert {"hydra/config.yaml", "hydra/overrides.yaml", "plots/learning_curves.png",
-            "model_summary.txt"} <= artifacts
+    assert {
+        "hydra/config.yaml",
+        "hydra/overrides.yaml",
+        "plots/learning_curves.png",
+        "model_summary.txt",
+    } <= artifacts
 
 
 def _reload_and_predict(run, tmp_path, shape):
@@ -64,8 +73,7 @@ def _reload_and_predict(run, tmp_path, shape):
 
 @pytest.mark.slow
 def test_multirun_trains_mlp_cnn_lcn_one_run_each(tmp_path):
-    output = _train(tmp_path, "model=mlp,cnn,lcn", "data=digits", "trainer.epochs=2",
-                    multirun=True)
+    output = _train(tmp_path, "model=mlp,cnn,lcn", "data=digits", "trainer.epochs=2", multirun=True)
     client, runs = _runs(tmp_path)
     assert [r.data.tags["model"] for r in runs] == ["mlp", "cnn", "lcn"]
     for run in runs:
@@ -79,7 +87,9 @@ def test_multirun_trains_mlp_cnn_lcn_one_run_each(tmp_path):
 
 @pytest.mark.slow
 def test_deepface_trains_on_orl_faces(tmp_path):
-    output = _train(tmp_path, "model=deepface", "trainer.epochs=1", "model.builder.representation_units=256")
+    output = _train(
+        tmp_path, "model=deepface", "trainer.epochs=1", "model.builder.representation_units=256"
+    )
     client, (run,) = _runs(tmp_path)
     _check_run(client, run, "deepface", "orl_faces", 1, output)
     assert run.data.params["data.image_size"] == "[152, 152]"

@@ -82,8 +82,12 @@ def log_text(text: str, path: str) -> None:
     mlflow.log_text(text, path)
 
 
-def log_artifacts(directory: Path, path: str) -> None:
-    mlflow.log_artifacts(str(directory), artifact_path=path)
+def log_exports(directory: Path, results: Mapping[str, Any]) -> None:
+    """Exported files under the run's `exports/<format>/`, and each format's max difference."""
+    mlflow.log_artifacts(str(directory), artifact_path="exports")
+    log_metrics(
+        {f"export_{fmt}_max_abs_diff": result.max_abs_diff for fmt, result in results.items()}
+    )
 
 
 def log_model(
@@ -105,3 +109,121 @@ def _tensorflow_requirement() -> str:
     import tensorflow as tf
 
     return f"tensorflow=={tf.__version__}"
+
+
+# ------------------------------------------------------------------ evaluation side
+def set_tracking_uri(uri: str | None) -> None:
+    if uri:
+        mlflow.set_tracking_uri(uri)
+
+
+def _get_run(run_id: str) -> mlflow.entities.Run:
+    try:
+        return mlflow.MlflowClient().get_run(run_id)
+    except mlflow.exceptions.MlflowException as err:
+        raise ValueError(
+            f"run_id={run_id!r} is not a run in the tracking store {mlflow.get_tracking_uri()} "
+            f"({str(err).splitlines()[0]}). List runs with `mlflow runs list --experiment-id "
+            "<id>` or `mlflow ui`; set tracking.uri if the runs live elsewhere."
+        ) from None
+
+
+def resolve_model(run_id: str | None, model_uri: str | None) -> tuple[str, str | None]:
+    """`(model URI, id of the run that produced it or None)` from a run id or a model URI.
+
+    `runs:/<id>/<path>` gives its run; `models:/<name>/<version>` (or `@alias`) is looked
+    up in the registry; other URIs (file paths, ...) have no run.
+    """
+    if run_id:
+        _get_run(run_id)
+        return f"runs:/{run_id}/model", run_id
+    if model_uri.startswith("runs:/"):
+        source = model_uri.removeprefix("runs:/").split("/", 1)[0]
+        _get_run(source)
+        return model_uri, source
+    if model_uri.startswith("models:/"):
+        client = mlflow.MlflowClient()
+        reference = model_uri.removeprefix("models:/")
+        try:
+            if "@" in reference:
+                name, alias = reference.split("@", 1)
+                version = client.get_model_version_by_alias(name, alias)
+            else:
+                name, number = reference.rsplit("/", 1)
+                version = client.get_model_version(name, number)
+        except (ValueError, mlflow.exceptions.MlflowException) as err:
+            raise ValueError(
+                f"model_uri={model_uri!r} is not in the model registry at "
+                f"{mlflow.get_tracking_uri()} ({str(err).splitlines()[0]}); use "
+                "models:/<name>/<version> of a registered model, or run_id=<id>."
+            ) from None
+        return model_uri, version.run_id
+    return model_uri, None
+
+
+def load_keras_model(model_uri: str) -> keras.Model:
+    """An MLflow Keras model; `zoo.layers` is imported so custom layers deserialise."""
+    import zoo.layers  # noqa: F401  (registers LocallyConnected2D)
+
+    try:
+        return mlflow.keras.load_model(model_uri)
+    except (OSError, mlflow.exceptions.MlflowException) as err:
+        raise ValueError(
+            f"model_uri={model_uri!r} could not be loaded ({str(err).splitlines()[0]}); "
+            "check the run has a logged model (artifact 'model', tracking.log_model=true)."
+        ) from None
+
+
+def run_config(run_id: str) -> DictConfig | None:
+    """The Hydra config (`hydra/config.yaml` artifact) the run was trained with, if logged."""
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="hydra/config.yaml")
+    except (OSError, mlflow.exceptions.MlflowException):
+        return None
+    return OmegaConf.load(path)
+
+
+@contextlib.contextmanager
+def start_child_run(
+    parent_run_id: str | None, experiment: str, run_name: str, tags: dict[str, str]
+) -> Iterator[mlflow.ActiveRun]:
+    """A run nested under `parent_run_id` (in its experiment), or a top-level run in
+    `experiment` when there is no parent (e.g. a model from a `.keras` file)."""
+    if parent_run_id:
+        experiment_id = _get_run(parent_run_id).info.experiment_id  # the child lives beside it
+        with (
+            mlflow.start_run(run_id=parent_run_id),
+            mlflow.start_run(
+                run_name=run_name, nested=True, tags=tags, experiment_id=experiment_id
+            ) as run,
+        ):
+            yield run
+        return
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+        yield run
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    mlflow.log_params({key: str(value)[:6000] for key, value in params.items()})
+
+
+def log_dict(data: Mapping[str, Any], path: str) -> None:
+    mlflow.log_dict(dict(data), path)
+
+
+def register_model(model_uri: str, name: str) -> str:
+    """Register `model_uri` under `name`; returns `models:/<name>/<version>`."""
+    version = mlflow.register_model(model_uri, name)
+    return f"models:/{name}/{version.version}"
+
+
+def last_run_id() -> str:
+    run = mlflow.last_active_run()
+    if run is None:
+        raise RuntimeError("no MLflow run has finished in this process")
+    return run.info.run_id
+
+
+def run_metrics(run_id: str) -> dict[str, float]:
+    return dict(_get_run(run_id).data.metrics)

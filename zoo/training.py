@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from zoo import plots, tracking
 from zoo.data import load_data
 from zoo.data.spec import DataSplits
+from zoo.export import check_formats, export_model
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ def train(cfg: DictConfig, output_dir: Path) -> float:
     """Train `cfg.model` on `cfg.data`, log everything to MLflow, return the best monitor value."""
     keras.utils.set_random_seed(cfg.seed)
     set_precision(cfg.trainer.precision)
+    export_formats = check_formats(list(cfg.export.formats))  # fail before training, not after
     gpus = tf.config.list_physical_devices("GPU")
     log.info("Devices: %s", ", ".join(d.name for d in gpus) or "CPU only")
 
@@ -123,17 +125,10 @@ def train(cfg: DictConfig, output_dir: Path) -> float:
         if cfg.tracking.log_model:
             uri = tracking.log_model(model, example, cfg.tracking.registered_model_name)
             log.info("Logged model %s", uri)
-        if cfg.export.formats:
-            from zoo.export import export_model
-
-            results = export_model(model, list(cfg.export.formats), output_dir / "exports", example)
-            tracking.log_artifacts(output_dir / "exports", "exports")
-            tracking.log_metrics(
-                {f"export_{fmt}_max_abs_diff": r.max_abs_diff for fmt, r in results.items()}
-            )
+        if export_formats:
+            results = export_model(model, export_formats, output_dir / "exports", example)
+            tracking.log_exports(output_dir / "exports", results)
         log.info("Finished MLflow run %s", run.info.run_id)
-    return (
-        best_value(history, cfg.trainer.monitor, cfg.trainer.monitor_mode)
-        if history
-        else (float("nan"))
-    )
+    if not history:  # interrupted before the first epoch ended
+        return float("nan")
+    return best_value(history, cfg.trainer.monitor, cfg.trainer.monitor_mode)

@@ -9,6 +9,7 @@ import pytest
 from conftest import gradients
 from keras import ops
 
+import zoo.layers.locally_connected as locally_connected
 from zoo.layers import LocallyConnected1D, LocallyConnected2D
 
 
@@ -178,6 +179,55 @@ def test_matches_numpy_loop(config, rng):
     )
     assert y.shape == expected.shape == layer.compute_output_shape(x.shape)
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+
+
+def _value_and_gradients(layer, x, upstream):
+    def loss(inputs, kernel, bias):
+        outputs, _ = layer.stateless_call([kernel, bias], [], inputs)
+        return ops.sum(outputs * upstream)
+
+    kernel, bias = layer.get_weights()
+    return (ops.convert_to_numpy(layer(x)), *gradients(loss, x, kernel, bias))
+
+
+@pytest.mark.parametrize("positions_per_block", [1, 3, 7])
+@pytest.mark.parametrize("config", CONFIGS[::3], ids=lambda c: "-".join(map(str, c.values())))
+def test_blocks_of_positions_change_nothing(config, positions_per_block, rng, monkeypatch):
+    """Large layers run block by block with a hand-written gradient that recomputes patches
+    and adds each block's input gradient into a band: force tiny blocks and compare."""
+    x = rng.normal(size=_input_shape(config, batch=3)).astype("float32")
+    whole = _make_layer(config)
+    whole(x)
+    _randomise(whole, rng)
+    upstream = rng.normal(size=whole.compute_output_shape(x.shape)).astype("float32")
+    expected = _value_and_gradients(whole, x, upstream)
+    assert len(whole._position_blocks(3)) == 1
+
+    patch_size = math.prod(config["kernel_size"]) * config["channels"]
+    monkeypatch.setattr(
+        locally_connected, "_BLOCK_PATCH_ENTRIES", positions_per_block * patch_size * 3
+    )
+    blocked = _make_layer(config)
+    blocked(x)
+    blocked.set_weights(whole.get_weights())
+    assert len(blocked._position_blocks(3)) == math.ceil(whole._positions / positions_per_block)
+    kernel, bias = whole.get_weights()
+    reference = reference_output(
+        x.astype("float64"),
+        kernel,
+        bias,
+        config["kernel_size"],
+        config["strides"],
+        config["padding"],
+        config["dilation_rate"],
+        config["data_format"],
+    )
+    actual = _value_and_gradients(blocked, x, upstream)
+    np.testing.assert_allclose(actual[0], reference, rtol=1e-4, atol=1e-4)
+    for name, got, want in zip(
+        ("output", "input", "kernel", "bias"), actual, expected, strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,12 @@ from keras import ops
 
 _PADDINGS = ("valid", "same")
 _DATA_FORMATS = ("channels_last", "channels_first")
-# Patch floats per sample in one block of positions (256 KiB in fp32): at batch 32 a
-# block's patches are 8 MiB, small enough to stay in cache between gather and matmul.
-import os
-
-_BLOCK_PATCH_FLOATS = int(os.environ.get("ZOO_LC_BLOCK", 65536))
+# Patch entries (batch x positions x patch size) in one block of positions: 32 Mi
+# (128 MiB in fp32). It bounds the temporaries of forward and backward; smaller blocks
+# only add ops for TensorFlow's CPU executor to schedule (see bench/RESULTS.md).
+_BLOCK_PATCH_ENTRIES = 32 * 2**20
+# Batch size assumed for block sizing while the batch is unknown (symbolic build).
+_ASSUMED_BATCH = 32
 
 
 def _positive_tuple(name: str, value: int | Sequence[int], rank: int) -> tuple[int, ...]:
@@ -31,19 +32,24 @@ def _positive_tuple(name: str, value: int | Sequence[int], rank: int) -> tuple[i
 class BaseLocallyConnected(keras.layers.Layer):
     """Shared implementation of `LocallyConnected1D` and `LocallyConnected2D` (any rank).
 
-    The computation is one gather and one batched matmul:
+    The computation is a gather and a batched matmul per block of output positions:
 
     1. the input is laid out position-major, `(*spatial, channels, batch)`, and padded;
-    2. one `take` with a precomputed index of every (output position, kernel offset)
-       pair gives the patches `(positions, patch_size, batch)`, already in the
-       matmul's layout (no transpose of the large tensor, forward or backward);
-    3. `matmul(kernel^T (positions, filters, patch_size), patches)` gives
+    2. a `take` with a precomputed index of every (output position, kernel offset)
+       pair gives a block's patches `(positions, patch_size, batch)`, already in the
+       matmul's layout (no transpose of a large tensor, forward or backward);
+    3. `einsum(kernel (positions, patch_size, filters), patches)` gives
        `(positions, filters, batch)`, which is small and is moved back to the
        requested data format.
 
-    The graph holds the same few ops whatever the number of output positions; the
-    gradient of `take` is a scatter-add, so backprop memory is the patches and their
-    gradient, nothing quadratic.
+    The gradient is written by hand (`_input_grad`): kernel gradient and patch gradient
+    are one batched matmul each, in the kernel's own layout, and the patch gradient is
+    added back to the input with a segment sum over the band of input cells the block
+    read. No 250 MB kernel transpose, and with several blocks the patches are
+    recomputed per block in the backward instead of being stored, so peak memory is the
+    kernel, its gradient and one block (at most 128 MiB of patches), not all patches and
+    their gradient. The graph holds a few ops per block (4 blocks for DeepFace's L4 at
+    batch 32), whatever the number of output positions.
     """
 
     def __init__(
@@ -246,22 +252,31 @@ class BaseLocallyConnected(keras.layers.Layer):
         if any(before or after for before, after in self._pads):
             x = ops.pad(x, [*self._pads, (0, 0), (0, 0)])
         x = ops.reshape(x, (self._padded_positions, self._channels, -1))
-        outputs = self._local_matmul(x, ops.convert_to_tensor(self.kernel))  # (P, F, batch)
+        # A reshape reads the variable into a tensor (TF's custom_gradient must not see
+        # the variable itself).
+        kernel = ops.reshape(self.kernel, self.kernel.shape)
+        outputs = self._local_matmul(x, kernel)  # (P, F, batch)
         outputs = ops.reshape(outputs, (*self.output_size, self.filters, -1))
         if self.use_bias:
             outputs = outputs + ops.expand_dims(self.bias, -1)
         outputs = ops.transpose(outputs, from_position_major)
         return self.activation(outputs) if self.activation is not None else outputs
 
-    def _position_blocks(self) -> list[tuple[int, int, np.ndarray]]:
-        """(start, stop, flat index) of each block of positions whose patches stay small."""
+    def _position_blocks(self, batch: int | None) -> list[tuple[int, int, np.ndarray, int, int]]:
+        """Blocks of consecutive positions: (start, stop, index - low, low, high).
+
+        `low`/`high` bound the padded input cells the block reads; both only grow from one
+        block to the next (positions and offsets are row-major), which lets the backward
+        add each block's input gradient into a band instead of a full-size tensor.
+        """
         patch_size = self._kernel_volume * self._channels
-        per_block = max(1, _BLOCK_PATCH_FLOATS // patch_size)
+        per_block = max(1, _BLOCK_PATCH_ENTRIES // (patch_size * (batch or _ASSUMED_BATCH)))
         blocks = []
         for start in range(0, self._positions, per_block):
             stop = min(start + per_block, self._positions)
             index = self._index[start * self._kernel_volume : stop * self._kernel_volume]
-            blocks.append((start, stop, index))
+            low, high = int(index.min()), int(index.max()) + 1
+            blocks.append((start, stop, index - low, low, high))
         return blocks
 
     def _patches(self, x, index, positions: int):
@@ -272,7 +287,7 @@ class BaseLocallyConnected(keras.layers.Layer):
             patches = ops.transpose(patches, (0, 2, 1, 3))
         return ops.reshape(patches, (positions, self._kernel_volume * self._channels, -1))
 
-    def _scatter_patches(self, patches_grad, index, positions: int):
+    def _scatter_patches(self, patches_grad, index, positions: int, cells: int):
         """Inverse of `_patches` for gradients: add every patch entry back to its input cell."""
         if self.data_format == "channels_first":
             patches_grad = ops.reshape(
@@ -282,51 +297,75 @@ class BaseLocallyConnected(keras.layers.Layer):
         patches_grad = ops.reshape(
             patches_grad, (positions * self._kernel_volume, self._channels, -1)
         )
-        return ops.segment_sum(patches_grad, index, num_segments=self._padded_positions)
+        return ops.segment_sum(patches_grad, index, num_segments=cells)
 
     def _local_matmul(self, x, kernel):
         """`(P, F, batch)` outputs of position-major input `x` `(Q, C, batch)`, block by block.
 
-        The patches of all positions (batch x positions x patch floats: 500 MB for DeepFace's
-        L4 at batch 32) are never materialised: forward and backward both work on one block
-        of positions at a time, and the backward recomputes a block's patches instead of
-        keeping them, so each block's patches stay in cache.
+        The patches of all positions (batch x positions x patch size: 500 MB for DeepFace's
+        L4 at batch 32) are never held at once when there are several blocks: the backward
+        recomputes a block's patches (one cheap gather) instead of keeping them. A layer
+        with a single block keeps its patches for the backward instead.
         """
-        blocks = self._position_blocks()
+        blocks = self._position_blocks(x.shape[-1])
 
         @ops.custom_gradient
         def local_matmul(x, kernel):
-            outputs = [
-                ops.einsum(
-                    "pkf,pkb->pfb", kernel[start:stop], self._patches(x, index, stop - start)
-                )
-                for start, stop, index in blocks
-            ]
+            kept, outputs = [], []
+            for start, stop, index, low, high in blocks:
+                patches = self._patches(x[low:high], index, stop - start)
+                outputs.append(ops.einsum("pkf,pkb->pfb", kernel[start:stop], patches))
+                if len(blocks) == 1:
+                    kept.append(patches)
             outputs = outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=0)
 
             def grad(*args, upstream=None):
                 if upstream is None:
                     (upstream,) = args
-                x_grad, kernel_grads = None, []
-                for start, stop, index in blocks:
-                    patches = self._patches(x, index, stop - start)
-                    upstream_block = upstream[start:stop]  # (p, F, batch)
-                    kernel_grads.append(
-                        ops.matmul(patches, ops.transpose(upstream_block, (0, 2, 1)))
-                    )
-                    patches_grad = ops.matmul(kernel[start:stop], upstream_block)
-                    block_grad = self._scatter_patches(patches_grad, index, stop - start)
-                    x_grad = block_grad if x_grad is None else x_grad + block_grad
-                kernel_grad = (
-                    kernel_grads[0]
-                    if len(kernel_grads) == 1
-                    else ops.concatenate(kernel_grads, axis=0)
-                )
-                return x_grad, kernel_grad
+                return self._input_grad(x, kernel, upstream, blocks, kept)
 
             return outputs, grad
 
         return local_matmul(x, kernel)
+
+    def _input_grad(self, x, kernel, upstream, blocks, kept):
+        """Gradients of `_local_matmul` for input and kernel, one block at a time.
+
+        Each block's input gradient covers only the band of cells `[low, high)` it read.
+        Bands of consecutive blocks overlap (by about a kernel height), so a running band
+        `pending` holds the cells a later block may still add to; everything below the
+        next block's `low` is final and is set aside, and one concatenate builds the
+        result at the end: no full-size tensor per block.
+        """
+        final, kernel_grads = [], []
+        pending, pending_low, pending_high = None, 0, 0
+        for number, (start, stop, index, low, high) in enumerate(blocks):
+            patches = kept[number] if kept else self._patches(x[low:high], index, stop - start)
+            upstream_block = upstream[start:stop]  # (p, F, batch)
+            kernel_grads.append(ops.matmul(patches, ops.transpose(upstream_block, (0, 2, 1))))
+            patches_grad = ops.matmul(kernel[start:stop], upstream_block)  # (p, patch, batch)
+            band = self._scatter_patches(patches_grad, index, stop - start, high - low)
+            if pending is None:
+                if low > 0:
+                    final.append(ops.zeros_like(x[:low]))
+            elif low >= pending_high:
+                final.append(pending)
+                if low > pending_high:
+                    final.append(ops.zeros_like(x[pending_high:low]))
+            else:
+                if low > pending_low:
+                    final.append(pending[: low - pending_low])
+                    pending = pending[low - pending_low :]
+                band = band + ops.pad(pending, [(0, high - pending_high), (0, 0), (0, 0)])
+            pending, pending_low, pending_high = band, low, high
+        final.append(pending)
+        if pending_high < self._padded_positions:
+            final.append(ops.zeros_like(x[pending_high:]))
+        x_grad = final[0] if len(final) == 1 else ops.concatenate(final, axis=0)
+        kernel_grad = (
+            kernel_grads[0] if len(kernel_grads) == 1 else ops.concatenate(kernel_grads, axis=0)
+        )
+        return x_grad, kernel_grad
 
     def compute_output_shape(self, input_shape):
         output_size, _ = self._geometry(input_shape)

@@ -1,0 +1,170 @@
+"""End-to-end DeepFace training throughput (images/s) on synthetic 152x152x3 faces.
+
+Variants, each in its own subprocess (peak RSS per variant):
+  zoo     `zoo.models.deepface.build_deepface` (zoo LocallyConnected2D, Keras 3, TF backend)
+  conv    the same network with every locally connected layer replaced by Conv2D
+          (same shapes, shared weights): the lower bound
+  legacy  the same network in tf_keras with `LocallyConnected2D(implementation=1)`
+
+    python bench/deepface_e2e.py                                  # default plan
+    python bench/deepface_e2e.py --variant zoo --batch 128 --steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CLASSES = 4030  # the paper's SFC identities
+# legacy at batch 32 is predicted at ~25 GiB (3,025 input-sized slice gradients in L4
+# alone); batch 8 is the largest power of two that the 14 GiB guard lets through.
+PLAN = [("conv", 32), ("zoo", 32), ("zoo", 128), ("legacy", 8)]
+MEMORY_LIMIT_BYTES = 14 * 2**30
+
+
+def build(variant: str):
+    if variant == "legacy":
+        import tf_keras as k
+
+        local = lambda f, s, **kw: k.layers.LocallyConnected2D(f, s, implementation=1, **kw)  # noqa: E731
+    else:
+        import keras as k
+
+        if variant == "zoo":
+            from zoo.data.spec import DataSpec
+            from zoo.models.deepface import build_deepface
+
+            spec = DataSpec("synthetic", (152, 152, 3), CLASSES, tuple(map(str, range(CLASSES))))
+            return k, build_deepface(spec)
+        local = lambda f, s, **kw: k.layers.Conv2D(f, s, **kw)  # noqa: E731
+    model = k.Sequential(
+        [
+            k.Input((152, 152, 3)),
+            k.layers.Conv2D(32, 11, activation="relu"),
+            k.layers.MaxPooling2D(3, strides=2, padding="same"),
+            k.layers.Conv2D(16, 9, activation="relu"),
+            local(16, 9, activation="relu"),
+            local(16, 7, strides=2, activation="relu"),
+            local(16, 5, activation="relu"),
+            k.layers.Flatten(),
+            k.layers.Dense(4096, activation="relu"),
+            k.layers.Dropout(0.5),
+            k.layers.Dense(CLASSES, activation="softmax"),
+        ]
+    )
+    return k, model
+
+
+def child(variant: str, batch: int, steps: int) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import numpy as np
+
+    start = time.perf_counter()
+    k, model = build(variant)
+    model.compile(
+        optimizer=k.optimizers.SGD(0.01, momentum=0.9),
+        loss="sparse_categorical_crossentropy",
+    )
+    build_s = time.perf_counter() - start
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, 152, 152, 3), dtype=np.float32)
+    y = rng.integers(0, CLASSES, batch)
+    start = time.perf_counter()
+    model.train_on_batch(x, y)
+    first_step_s = time.perf_counter() - start
+    model.train_on_batch(x, y)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        model.train_on_batch(x, y)
+        times.append(time.perf_counter() - start)
+    step = statistics.median(times)
+    return {
+        "variant": variant,
+        "batch": batch,
+        "params": int(model.count_params()),
+        "build_s": build_s,
+        "first_step_s": first_step_s,
+        "step_ms": step * 1e3,
+        "images_per_s": batch / step,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "status": "ok",
+    }
+
+
+def guarded_run(command: list[str], timeout_s: float) -> dict:
+    """Run a child; kill it past the memory budget or the time limit, and say which."""
+    import psutil
+
+    start = time.perf_counter()
+    with open(os.devnull, "w") as null:
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=null, text=True)
+        process, reason = psutil.Process(child.pid), None
+        while child.poll() is None:
+            try:
+                rss = process.memory_info().rss
+            except psutil.Error:
+                break
+            if rss > MEMORY_LIMIT_BYTES:
+                reason = f"killed: RSS {rss / 2**30:.1f} GiB > {MEMORY_LIMIT_BYTES / 2**30:.0f} GiB"
+            elif time.perf_counter() - start > timeout_s:
+                reason = f"killed: ran past {timeout_s:.0f} s"
+            if reason:
+                child.kill()
+                break
+            time.sleep(0.2)
+        stdout = child.communicate()[0]
+    lines = [x for x in stdout.splitlines() if x.startswith("RESULT ")]
+    if lines:
+        return json.loads(lines[0][7:])
+    return {"status": "failed", "reason": reason or f"rc={child.returncode}"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", choices=["zoo", "conv", "legacy"])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=400)
+    parser.add_argument("--out", default="bench/results")
+    args = parser.parse_args()
+    if args.variant:
+        print("RESULT " + json.dumps(child(args.variant, args.batch, args.steps)), flush=True)
+        return
+    results = []
+    for variant, batch in PLAN:
+        command = [sys.executable, __file__, "--variant", variant, "--batch", str(batch)]
+        command += ["--steps", str(args.steps)]
+        result = guarded_run(command, args.timeout)
+        result.update(variant=variant, batch=batch)
+        results.append(result)
+        print(json.dumps(result), flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "deepface_e2e.json").write_text(json.dumps(results, indent=1))
+    lines = ["| variant | batch | images/s | step ms | peak RSS GiB | build+first step s |"]
+    lines.append("|---|---|---|---|---|---|")
+    for r in results:
+        if r["status"] != "ok":
+            lines.append(f"| {r['variant']} | {r['batch']} | {r['status']}: {r['reason']} ||||")
+            continue
+        lines.append(
+            f"| {r['variant']} | {r['batch']} | {r['images_per_s']:.1f} | {r['step_ms']:.0f} "
+            f"| {r['peak_rss_gib']:.2f} | {r['build_s'] + r['first_step_s']:.1f} |"
+        )
+    (out / "deepface_e2e.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Benchmark the zoo locally connected layer against Conv and every other implementation.
+
+Each (case, implementation) runs in its own subprocess (`bench/worker.py`) so that peak
+memory is that case's alone; a watchdog kills a child whose RSS passes the memory budget.
+Ratios are to the same-shape Conv (keras Conv on TensorFlow) measured in the same run.
+
+    python bench/run.py                       # full suite (< 20 min on 2 cores)
+    python bench/run.py --quick               # 4 cases, 6 implementations (~5 min)
+    python bench/run.py --cases L4_b32 --impls conv,zoo_tf,legacy1 --out bench/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cases import (
+    CASES,
+    GIB,
+    IMPLS,
+    MEMORY_LIMIT_BYTES,
+    QUICK_CASES,
+    QUICK_IMPLS,
+    predict,
+    skip_reason,
+)
+
+WORKER = Path(__file__).resolve().parent / "worker.py"
+MODES = ("fwd", "fwdbwd")
+
+
+def run_child(case: str, impl: str, steps: int, timeout_s: float, modes: list[str]) -> dict:
+    """Run one worker; kill it (and say so) past the memory budget or the time limit."""
+    command = [sys.executable, str(WORKER), "--case", case, "--impl", impl, "--steps", str(steps)]
+    command += ["--modes", ",".join(modes)]
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = {}
+
+    def watchdog():
+        process = psutil.Process(child.pid)
+        while child.poll() is None:
+            try:
+                rss = process.memory_info().rss
+            except psutil.Error:
+                return
+            if rss > MEMORY_LIMIT_BYTES:
+                killed["reason"] = f"killed: RSS {rss / GIB:.1f} GiB > budget"
+                child.kill()
+                return
+            if time.perf_counter() - start > timeout_s:
+                killed["reason"] = f"killed: ran past {timeout_s:.0f} s"
+                child.kill()
+                return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=watchdog, daemon=True)
+    thread.start()
+    stdout, stderr = child.communicate()
+    thread.join()
+    for line in stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    reason = killed.get("reason") or (stderr.strip().splitlines() or ["no output"])[-1]
+    return {"case": case, "impl": impl, "status": "failed", "reason": reason[:300]}
+
+
+def add_ratios(results: list[dict]) -> None:
+    conv = {(r["case"]): r for r in results if r["impl"] == "conv" and r["status"] == "ok"}
+    for result in results:
+        reference = conv.get(result["case"])
+        if result["status"] != "ok" or reference is None:
+            continue
+        for mode in MODES:
+            if "time_ms" in result.get(mode, {}) and "time_ms" in reference.get(mode, {}):
+                result[mode]["ratio_to_conv"] = result[mode]["time_ms"] / reference[mode]["time_ms"]
+
+
+def markdown(results: list[dict]) -> str:
+    lines = [
+        "| case | impl | fwd ms | fwd x conv | fwd+bwd ms | fwd+bwd x conv | peak RSS fwd+bwd GiB "
+        "(fwd) | process base GiB | build s | trace fwd+bwd s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        label = f"{r['case']} ({CASES[r['case']].describe()})"
+        if r["status"] != "ok":
+            lines.append(f"| {label} | {r['impl']} | {r['status']}: {r['reason']} |||||||| ")
+            continue
+        cells = []
+        for mode in MODES:
+            m = r.get(mode, {})
+            if "time_ms" in m:
+                cells += [f"{m['time_ms']:.1f}", f"{m.get('ratio_to_conv', float('nan')):.2f}"]
+            else:
+                cells += [f"skipped: {m.get('skipped', '-')}", ""]
+        peaks = [
+            f"{r[mode]['peak_rss_bytes'] / GIB:.2f}" if "peak_rss_bytes" in r.get(mode, {}) else "-"
+            for mode in ("fwdbwd", "fwd")
+        ]
+        trace = next(
+            (f"{r[mode]['trace_s']:.2f}" for mode in ("fwdbwd", "fwd") if "trace_s" in r[mode]),
+            "-",
+        )
+        lines.append(
+            f"| {label} | {r['impl']} | {' | '.join(cells)} | {peaks[0]} ({peaks[1]}) "
+            f"| {r['base_rss_bytes'] / GIB:.2f} | {r['build_s']:.2f} | {trace} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> dict:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in subprocess.run(
+                ["lscpu"], capture_output=True, text=True
+            ).stdout.splitlines()
+            if line.startswith("Model name")
+        ),
+        platform.processor(),
+    )
+    versions = {}
+    for package in ("tensorflow", "keras", "tf_keras", "jax", "flax", "torch"):
+        try:
+            from importlib.metadata import version
+
+            versions[package] = version(package.replace("_", "-"))
+        except Exception:
+            versions[package] = "absent"
+    return {
+        "cpu": model,
+        "cores": psutil.cpu_count(),
+        "ram_gib": round(psutil.virtual_memory().total / GIB, 1),
+        "python": platform.python_version(),
+        **versions,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", help="comma-separated case names", default=None)
+    parser.add_argument("--impls", help="comma-separated implementations", default=None)
+    parser.add_argument("--quick", action="store_true", help="4 cases, 6 implementations")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per mode (median)")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds per child")
+    parser.add_argument("--out", default="bench/results")
+    args = parser.parse_args()
+    cases = args.cases.split(",") if args.cases else (QUICK_CASES if args.quick else list(CASES))
+    impls = args.impls.split(",") if args.impls else (QUICK_IMPLS if args.quick else IMPLS)
+    if "conv" not in impls:
+        impls = ["conv", *impls]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    results, start = [], time.perf_counter()
+    for case in cases:
+        for impl in impls:
+            skips = {mode: skip_reason(CASES[case], impl, mode) for mode in MODES}
+            modes = [mode for mode in MODES if not skips[mode]]
+            if modes:
+                result = run_child(case, impl, args.steps, args.timeout, modes)
+            else:
+                result = {"case": case, "impl": impl, "status": "skipped", "reason": skips["fwd"]}
+            for mode, reason in skips.items():
+                if reason and result["status"] == "ok":
+                    result[mode] = {"skipped": reason}
+            result["prediction"] = {mode: predict(CASES[case], impl, mode) for mode in MODES}
+            results.append(result)
+            summary = (
+                " ".join(
+                    f"{mode} {result[mode].get('time_ms', float('nan')):.1f} ms" for mode in MODES
+                )
+                if result["status"] == "ok"
+                else f"{result['status']}: {result['reason']}"
+            )
+            print(
+                f"[{time.perf_counter() - start:6.0f}s] {case:11s} {impl:13s} {summary}", flush=True
+            )
+    add_ratios(results)
+    report = {
+        "machine": machine(),
+        "command": " ".join(sys.argv),
+        "wall_s": time.perf_counter() - start,
+        "cases": {name: CASES[name].to_dict() for name in cases},
+        "results": results,
+    }
+    (out / "results.json").write_text(json.dumps(report, indent=1))
+    (out / "results.md").write_text(markdown(results))
+    print(markdown(results))
+    print(f"wrote {out / 'results.json'} and {out / 'results.md'} in {report['wall_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Evaluate, export and report on zoo models.
+
+    python evaluate.py run_id=<id>                      # its own data's test split
+    python evaluate.py model_uri=models:/lcn/1 data=digits
+    python evaluate.py model_path=model.keras data=mnist export.formats=[saved_model,onnx]
+    python evaluate.py report=params model=deepface     # layer table, params and FLOPs
+    python evaluate.py experiment=compare               # mlp vs cnn vs lcn, measured
+
+Hydra composes `conf/evaluate.yaml`; returns the headline metric (accuracy or AUC).
+"""
+
+import os
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+
+@hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    if cfg.get("compare"):
+        from zoo.comparison import compare
+
+        return compare(cfg, output_dir)
+    if cfg.report:
+        from zoo.evaluation import report
+
+        print(report(cfg))
+        return 0.0
+    from zoo.evaluation import evaluate
+
+    metrics = evaluate(cfg, output_dir)
+    return metrics.get("test_accuracy", metrics.get("verification_auc", float("nan")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""`evaluate.py` end to end on a run made by `train.py`, plus its error messages."""
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+from sklearn.metrics import roc_auc_score
+
+from zoo import evaluation
+from zoo.data import load_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(tmp_path, script, *overrides):
+    command = [
+        sys.executable,
+        str(ROOT / script),
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        "tracking.experiment=tests",
+        *overrides,
+    ]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    return result.returncode, result.stdout + result.stderr
+
+
+def _artifacts(client, run_id, path=None):
+    found = []
+    for item in client.list_artifacts(run_id, path):
+        found += _artifacts(client, run_id, item.path) if item.is_dir else [item.path]
+    return found
+
+
+@pytest.mark.slow
+def test_train_then_evaluate_with_exports(tmp_path):
+    code, output = _run(
+        tmp_path,
+        "train.py",
+        "model=lcn",
+        "data=digits",
+        "trainer.epochs=1",
+        "model.builder.filters=4",
+        "model.builder.hidden_units=16",
+    )
+    assert code == 0, output[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("tests")
+    (train_run,) = client.search_runs([experiment.experiment_id])
+    run_id = train_run.info.run_id
+
+    code, output = _run(
+        tmp_path,
+        "evaluate.py",
+        f"run_id={run_id}",
+        "robustness.max_shift=2",
+        "export.formats=[keras,onnx]",
+        "register_model_name=tiny-lcn",
+    )
+    assert code == 0, output[-3000:]
+    (evaluation_run,) = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.job = 'evaluate'"
+    )
+    assert evaluation_run.data.tags["mlflow.parentRunId"] == run_id
+    metrics = evaluation_run.data.metrics
+    # Same model, same data config and seed: the test split is the one train.py held out.
+    assert metrics["test_accuracy"] == pytest.approx(train_run.data.metrics["test_accuracy"])
+    assert metrics["test_loss"] == pytest.approx(train_run.data.metrics["test_loss"], rel=1e-4)
+    assert metrics["shift_0px_accuracy"] == metrics["test_accuracy"]
+    assert {"shift_1px_accuracy", "shift_2px_accuracy", "test_class_9_f1"} <= set(metrics)
+    assert metrics["export_onnx_max_abs_diff"] < 1e-4
+    artifacts = set(_artifacts(client, evaluation_run.info.run_id))
+    assert {
+        "evaluation/confusion_matrix.png",
+        "evaluation/misclassified.png",
+        "evaluation/translation_robustness.png",
+        "evaluation/local_filters.png",
+        "evaluation/classification_report.json",
+        "exports/keras/lcn.keras",
+        "exports/onnx/lcn.onnx",
+    } <= artifacts
+    assert client.get_model_version("tiny-lcn", "1").run_id == run_id
+
+    # The registered model evaluates on another data config with the same spec.
+    code, output = _run(
+        tmp_path,
+        "evaluate.py",
+        "model_uri=models:/tiny-lcn/1",
+        "data=digits",
+        "data.split.test=0.5",
+        "robustness.max_shift=0",
+    )
+    assert code == 0, output[-3000:]
+
+
+def test_data_spec_mismatch_names_the_fix():
+    from zoo.models import build_cnn
+
+    data = load_data(
+        OmegaConf.create({"source": {"_target_": "zoo.data.offline.load_digits"}}),
+        batch_size=8,
+        seed=0,
+    )
+    model = build_cnn(dataclasses.replace(data.spec, input_shape=(28, 28, 1)))
+    with pytest.raises(ValueError, match=r"data\.image_size=\[28,28\] data\.channels=1"):
+        evaluation.check_spec(model, data)
+
+
+def test_bad_sources_are_clear_errors(tmp_path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    cfg = OmegaConf.create({"run_id": "0123abc", "model_uri": None, "model_path": None})
+    with pytest.raises(ValueError, match="run_id='0123abc' is not a run in the tracking store"):
+        evaluation.load_model(cfg)
+    cfg = OmegaConf.create({"run_id": None, "model_uri": "models:/nope/3", "model_path": None})
+    with pytest.raises(ValueError, match="model_uri='models:/nope/3' is not in the model registry"):
+        evaluation.load_model(cfg)
+    cfg = OmegaConf.create({"run_id": None, "model_uri": None, "model_path": "x.h5"})
+    with pytest.raises(ValueError, match=r"model_path='x\.h5' is not an existing \.keras file"):
+        evaluation.load_model(cfg)
+    with pytest.raises(ValueError, match="exactly one of run_id"):
+        evaluation.load_model(OmegaConf.create({"run_id": None}))
+
+
+def test_identity_split_verification_matches_an_independent_computation(tmp_path):
+    """On identity-disjoint digits, the logged AUC is the AUC of all test pairs' scores."""
+    from zoo.models import build_cnn
+
+    data_cfg = OmegaConf.create(
+        {
+            "source": {"_target_": "zoo.data.offline.load_digits"},
+            "split": {"validation": 0.1, "test": 0.3, "by": "identity"},
+        }
+    )
+    data = load_data(data_cfg, batch_size=64, seed=0)
+    keras.utils.set_random_seed(0)
+    model = build_cnn(data.spec, filters=4, hidden_units=16)
+    cfg = OmegaConf.create(
+        {
+            "batch_size": 256,
+            "seed": 0,
+            "verification": {"folds": 10},
+            "robustness": {"max_shift": 0},
+            "export": {"formats": []},
+        }
+    )
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    with mlflow.start_run():
+        metrics = evaluation.evaluate_model(model, data, cfg, tmp_path, identity_split=True)
+
+    embed = keras.Model(model.input, model.get_layer("hidden").output)
+    train_images, _ = evaluation.arrays(data.train)
+    test_images, test_labels = evaluation.arrays(data.test)
+    assert len(np.unique(test_labels)) == 3  # round(10 * 0.3) held-out digits
+    maximum = embed.predict(train_images, verbose=0).max(axis=0)
+    features = embed.predict(test_images, verbose=0) / np.where(maximum > 0, maximum, 1)
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    i, j = np.triu_indices(len(test_labels), 1)
+    expected = roc_auc_score(test_labels[i] == test_labels[j], np.sum(features[i] * features[j], 1))
+    assert metrics["verification_auc"] == pytest.approx(expected, abs=1e-6)
+    n = np.bincount(test_labels)
+    assert metrics["verification_same_pairs"] == sum(k * (k - 1) // 2 for k in n)
+    assert 0.0 <= metrics["verification_accuracy_std"] < metrics["verification_accuracy_mean"]
