@@ -1,14 +1,12 @@
 """`evaluate.py` end to end on a run made by `train.py`, plus its error messages."""
 
 import dataclasses
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import mlflow
 import numpy as np
 import pytest
+from entry_points import list_artifacts, run_script
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from sklearn.metrics import roc_auc_score
@@ -16,31 +14,10 @@ from sklearn.metrics import roc_auc_score
 from zoo import evaluation
 from zoo.data import load_data
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _run(tmp_path, script, *overrides):
-    command = [
-        sys.executable,
-        str(ROOT / script),
-        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-        "tracking.experiment=tests",
-        *overrides,
-    ]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    return result.returncode, result.stdout + result.stderr
-
-
-def _artifacts(client, run_id, path=None):
-    found = []
-    for item in client.list_artifacts(run_id, path):
-        found += _artifacts(client, run_id, item.path) if item.is_dir else [item.path]
-    return found
-
 
 @pytest.mark.slow
 def test_train_then_evaluate_with_exports(tmp_path):
-    code, output = _run(
+    code, output = run_script(
         tmp_path,
         "train.py",
         "model=lcn",
@@ -55,7 +32,7 @@ def test_train_then_evaluate_with_exports(tmp_path):
     (train_run,) = client.search_runs([experiment.experiment_id])
     run_id = train_run.info.run_id
 
-    code, output = _run(
+    code, output = run_script(
         tmp_path,
         "evaluate.py",
         f"run_id={run_id}",
@@ -75,7 +52,7 @@ def test_train_then_evaluate_with_exports(tmp_path):
     assert metrics["shift_0px_accuracy"] == metrics["test_accuracy"]
     assert {"shift_1px_accuracy", "shift_2px_accuracy", "test_class_9_f1"} <= set(metrics)
     assert metrics["export_onnx_max_abs_diff"] < 1e-4
-    artifacts = set(_artifacts(client, evaluation_run.info.run_id))
+    artifacts = set(list_artifacts(client, evaluation_run.info.run_id))
     assert {
         "evaluation/confusion_matrix.png",
         "evaluation/misclassified.png",
@@ -88,7 +65,7 @@ def test_train_then_evaluate_with_exports(tmp_path):
     assert client.get_model_version("tiny-lcn", "1").run_id == run_id
 
     # The registered model evaluates on another data config with the same spec.
-    code, output = _run(
+    code, output = run_script(
         tmp_path,
         "evaluate.py",
         "model_uri=models:/tiny-lcn/1",

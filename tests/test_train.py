@@ -1,42 +1,22 @@
 """`train.py` end to end, in a subprocess, on offline data; then the MLflow store is checked."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import mlflow
 import numpy as np
 import pytest
+from entry_points import list_artifacts, run_script
 from mlflow.tracking import MlflowClient
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _train(tmp_path, *overrides, multirun=False):
-    command = [
-        sys.executable,
-        str(ROOT / "train.py"),
-        *(["-m"] if multirun else []),
-        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-        "tracking.experiment=tests",
-        *overrides,
-    ]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout + result.stderr
+    code, output = run_script(tmp_path, "train.py", *overrides, multirun=multirun)
+    assert code == 0, output[-3000:]
+    return output
 
 
 def _runs(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     experiment = client.get_experiment_by_name("tests")
     return client, client.search_runs([experiment.experiment_id], order_by=["start_time ASC"])
-
-
-def _artifacts(client, run_id, path=None):
-    found = []
-    for item in client.list_artifacts(run_id, path):
-        found += _artifacts(client, run_id, item.path) if item.is_dir else [item.path]
-    return found
 
 
 def _check_run(client, run, model, data, epochs, output):
@@ -52,7 +32,7 @@ def _check_run(client, run, model, data, epochs, output):
     for metric in ("test_accuracy", "test_loss", "parameters"):
         assert metric in run.data.metrics
     assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0
-    artifacts = set(_artifacts(client, run.info.run_id))
+    artifacts = set(list_artifacts(client, run.info.run_id))
     assert {
         "hydra/config.yaml",
         "hydra/overrides.yaml",
