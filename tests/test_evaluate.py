@@ -1,6 +1,8 @@
 """`evaluate.py` end to end on a run made by `train.py`, plus its error messages."""
 
 import dataclasses
+import sys
+from pathlib import Path
 
 import keras
 import mlflow
@@ -143,3 +145,41 @@ def test_identity_split_verification_matches_an_independent_computation(tmp_path
     n = np.bincount(test_labels)
     assert metrics["verification_same_pairs"] == sum(k * (k - 1) // 2 for k in n)
     assert 0.0 <= metrics["verification_accuracy_std"] < metrics["verification_accuracy_mean"]
+
+
+@pytest.mark.slow
+def test_verification_on_a_tfds_lfw_shaped_set(tmp_path):
+    """`data=tfds_lfw` on a prepared local copy shaped like TFDS lfw (one split, person names
+    as labels): train.py trains on some people, evaluate.py verifies on the unseen rest."""
+    sys.path.insert(0, str(Path(__file__).parent / "data"))
+    from data_helpers import PEOPLE, ZooTinyPeople
+
+    ZooTinyPeople(data_dir=str(tmp_path / "tfds")).download_and_prepare()
+    data = [
+        "data=tfds_lfw",
+        "data.source.name=zoo_tiny_people",
+        f"data.source.data_dir={tmp_path / 'tfds'}",
+        "data.source.min_per_class=4",
+        "data.split.test=0.4",
+    ]
+    code, output = run_script(tmp_path, "train.py", "model=mlp", "trainer.epochs=1", *data)
+    assert code == 0, output[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("tests")
+    (train_run,) = client.search_runs([experiment.experiment_id])
+    assert "test_accuracy" not in train_run.data.metrics  # unseen people: no classifier test
+
+    code, output = run_script(tmp_path, "evaluate.py", f"run_id={train_run.info.run_id}")
+    assert code == 0, output[-3000:]
+    evaluation_run = next(
+        run
+        for run in client.search_runs([experiment.experiment_id])
+        if run.info.run_id != train_run.info.run_id
+    )
+    metrics = evaluation_run.data.metrics
+    # 5 people have >= 4 images (4, 5, 5, 6, 6); round(5 * 0.4) = 2 are held out, so the
+    # same-person pairs number between 6 + 10 and 15 + 15.
+    assert sorted(count for count in PEOPLE.values() if count >= 4) == [4, 5, 5, 6, 6]
+    assert 16 <= metrics["verification_same_pairs"] <= 30
+    assert 0.0 <= metrics["verification_auc"] <= 1.0
+    assert "evaluation/roc.png" in set(list_artifacts(client, evaluation_run.info.run_id))

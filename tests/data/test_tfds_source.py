@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from data_helpers import TINY_CLASSES, TINY_SHAPE, take_all, tiny_image
+from data_helpers import PEOPLE, TINY_CLASSES, TINY_SHAPE, person_of, take_all, tiny_image
 
 from zoo.data.pipeline import build_datasets
-from zoo.data.tfds_source import load_tfds
+from zoo.data.splits import split_examples
+from zoo.data.tfds_source import load_tfds, load_tfds_examples
 
 
 @pytest.fixture(autouse=True)
@@ -87,3 +88,41 @@ def test_bad_split_and_fraction(tfds_dir: Path):
         load_tfds("zoo_tiny_shapes", data_dir=str(tfds_dir), test_split="holdout")
     with pytest.raises(ValueError, match="validation_fraction must be in"):
         load_tfds("zoo_tiny_shapes", data_dir=str(tfds_dir), validation_fraction=1.0)
+
+
+def test_named_people_load_as_examples(tfds_dir: Path, caplog: pytest.LogCaptureFixture):
+    """An LFW-shaped set (one split, person names as Text labels) as in-memory Examples."""
+    with caplog.at_level("INFO"):
+        people = load_tfds_examples("zoo_tiny_people", data_dir=str(tfds_dir), min_per_class=4)
+    kept = sorted(name for name, count in PEOPLE.items() if count >= 4)
+    assert people.class_names == tuple(kept)  # "cyd" has 2 images: dropped
+    assert len(people.labels) == sum(PEOPLE[name] for name in kept)
+    assert people.images.dtype == np.uint8 and people.images.shape[1:] == (8, 8, 3)
+    index = people.images[:, 0, 0, 0].astype(int) // 5  # the generator wrote 5 * index
+    assert [people.class_names[label] for label in people.labels] == [person_of(i) for i in index]
+    assert "26 of 28 examples kept, 5 classes with >= 4 examples" in caplog.text
+
+
+def test_named_people_split_by_identity(tfds_dir: Path):
+    people = load_tfds_examples("zoo_tiny_people", data_dir=str(tfds_dir), min_per_class=4)
+    raw = split_examples(people, validation=0.2, test=0.4, by="identity", seed=0)
+    train_names = set(raw.class_names)
+    _, test_labels = take_all(raw.test)
+    test_names = {people.class_names[label] for label in test_labels}
+    assert test_names and train_names and not test_names & train_names
+    assert train_names | test_names == set(people.class_names)
+
+
+def test_class_label_sets_load_as_examples_too(tfds_dir: Path):
+    shapes = load_tfds_examples("zoo_tiny_shapes", data_dir=str(tfds_dir))
+    assert shapes.class_names == tuple(sorted(TINY_CLASSES))
+    index = shapes.images[:, 0, 0, 0].astype(int) // 3
+    names = [shapes.class_names[label] for label in shapes.labels]
+    assert names == [TINY_CLASSES[i % len(TINY_CLASSES)] for i in index]
+
+
+def test_min_per_class_too_high_is_clear(tfds_dir: Path):
+    with pytest.raises(ValueError, match=r"no class has min_per_class=50 examples.*largest has 6"):
+        load_tfds_examples("zoo_tiny_people", data_dir=str(tfds_dir), min_per_class=50)
+    with pytest.raises(ValueError, match="min_per_class must be >= 1, got 0"):
+        load_tfds_examples("zoo_tiny_people", data_dir=str(tfds_dir), min_per_class=0)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import tensorflow as tf
 
-from zoo.data.spec import RawSplits
+from zoo.data.spec import Examples, RawSplits
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,22 @@ def _builder(name: str, data_dir: str | None):
         ) from None
     except AssertionError as err:  # TFDS asserts, e.g., on a version it cannot load.
         raise ValueError(f"TFDS data set {name!r}: {str(err).splitlines()[0]}") from None
+
+
+def _prepared_builder(name: str, data_dir: str | None, download: bool):
+    """The builder of a prepared data set; prepares it only when ``download`` allows."""
+    builder = _builder(name, data_dir)
+    if not builder.is_prepared():
+        root = str(builder.data_dir_root)
+        if not download:
+            raise ValueError(
+                f"TFDS data set {name!r} is not prepared in data_dir={root!r} (looked for "
+                f"{builder.data_dir}); set download=true to fetch it (needs a network), or "
+                f"prepare it first with `tfds build {name.split(':')[0]} --data_dir {root}`"
+            )
+        logger.info("TFDS: downloading and preparing %s into %s", name, root)
+        builder.download_and_prepare()
+    return builder
 
 
 def load_tfds(
@@ -64,18 +81,7 @@ def load_tfds(
     """
     if not 0.0 <= validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
-    builder = _builder(name, data_dir)
-    if not builder.is_prepared():
-        root = str(builder.data_dir_root)
-        if not download:
-            raise ValueError(
-                f"TFDS data set {name!r} is not prepared in data_dir={root!r} (looked for "
-                f"{builder.data_dir}); set download=true to fetch it (needs a network), or "
-                f"prepare it first with `tfds build {name.split(':')[0]} --data_dir {root}`"
-            )
-        logger.info("TFDS: downloading and preparing %s into %s", name, root)
-        builder.download_and_prepare()
-
+    builder = _prepared_builder(name, data_dir, download)
     info = builder.info
     missing = [s for s in (train_split, test_split) if s not in info.splits]
     if missing:
@@ -111,4 +117,86 @@ def load_tfds(
         validation=pairs(validation),
         test=pairs(test_split),
         class_names=tuple(class_names),
+    )
+
+
+def load_tfds_examples(
+    name: str,
+    data_dir: str | None = None,
+    download: bool = False,
+    split: str = "train",
+    image_key: str = "image",
+    label_key: str = "label",
+    min_per_class: int = 1,
+) -> Examples:
+    """A TFDS split as in-memory ``Examples``, for data sets that the zoo splits itself.
+
+    Face sets such as TFDS ``lfw`` come as one split labelled by person *name* (a ``Text``
+    feature): loading them as ``Examples`` gives them the same stratified or
+    identity-disjoint splits as every offline source, hence face verification on unseen
+    people. Labels are read first without decoding images; only the images of kept
+    classes are decoded.
+
+    Args:
+        name, data_dir, download: as for ``load_tfds``.
+        split: the TFDS split to load (slicing allowed, e.g. ``"train[:50%]"``).
+        image_key: the image feature; images must share one shape.
+        label_key: a ``ClassLabel`` or a ``Text`` feature (class names = sorted texts).
+        min_per_class: keep only classes with at least this many examples (LFW: 20 keeps
+            the 62 people with 20 or more images), as scikit-learn's ``min_faces_per_person``.
+
+    Returns:
+        ``Examples`` with uint8 images and labels ``0..k-1`` over the kept class names.
+    """
+    import tensorflow_datasets as tfds
+
+    if min_per_class < 1:
+        raise ValueError(f"min_per_class must be >= 1, got {min_per_class!r}")
+    builder = _prepared_builder(name, data_dir, download)
+    features = builder.info.features
+    if image_key not in features or label_key not in features:
+        raise ValueError(
+            f"TFDS data set {name!r} features are {sorted(features)}; set "
+            f"image_key and label_key (got {image_key!r}, {label_key!r})"
+        )
+    undecoded = builder.as_dataset(
+        split=split, shuffle_files=False, decoders={image_key: tfds.decode.SkipDecoding()}
+    )
+    encoded, raw_labels = [], []
+    for example in undecoded.as_numpy_iterator():
+        encoded.append(example[image_key])
+        raw_labels.append(example[label_key])
+    if isinstance(features[label_key], tfds.features.ClassLabel):
+        names = np.asarray(features[label_key].names)[np.asarray(raw_labels, dtype=np.int64)]
+    else:
+        names = np.asarray([label.decode("utf8") for label in raw_labels])
+    kept_names, counts = np.unique(names, return_counts=True)
+    kept_names = kept_names[counts >= min_per_class]
+    if len(kept_names) == 0:
+        raise ValueError(
+            f"TFDS data set {name!r}: no class has min_per_class={min_per_class} examples "
+            f"(the largest has {counts.max() if len(counts) else 0}); lower min_per_class"
+        )
+    keep = np.flatnonzero(np.isin(names, kept_names))
+    images = [tf.io.decode_image(encoded[i], expand_animations=False).numpy() for i in keep]
+    shapes = {image.shape for image in images}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"TFDS data set {name!r} has images of several shapes {sorted(shapes)[:3]}...; "
+            "load it with load_tfds (decoded and resized in the pipeline) instead"
+        )
+    logger.info(
+        "TFDS %s[%s]: %d of %d examples kept, %d classes with >= %d examples",
+        name,
+        split,
+        len(keep),
+        len(names),
+        len(kept_names),
+        min_per_class,
+    )
+    return Examples(
+        name=name.split(":")[0],
+        images=np.stack(images).astype(np.uint8),
+        labels=np.searchsorted(kept_names, names[keep]).astype(np.int64),
+        class_names=tuple(str(n) for n in kept_names),
     )
