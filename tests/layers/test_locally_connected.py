@@ -155,19 +155,10 @@ def _input_shape(config, batch=2):
     return (batch, config["channels"], *config["spatial"])
 
 
-def _randomise(layer, rng):
-    layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.weights])
-
-
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
-def test_matches_numpy_loop(config, rng):
-    layer = _make_layer(config)
-    x = rng.normal(size=_input_shape(config)).astype("float32")
-    y = ops.convert_to_numpy(layer(x))
-    _randomise(layer, rng)
-    y = ops.convert_to_numpy(layer(x))
-    kernel, bias = (ops.convert_to_numpy(w) for w in layer.weights)
-    expected = reference_output(
+def _reference(config, x, layer):
+    """`reference_output` of `layer`'s current weights on `x`, for a CONFIGS entry."""
+    kernel, bias = layer.get_weights()
+    return reference_output(
         x.astype("float64"),
         kernel,
         bias,
@@ -177,6 +168,20 @@ def test_matches_numpy_loop(config, rng):
         config["dilation_rate"],
         config["data_format"],
     )
+
+
+def _randomise(layer, rng):
+    layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.weights])
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
+def test_matches_numpy_loop(config, rng):
+    layer = _make_layer(config)
+    x = rng.normal(size=_input_shape(config)).astype("float32")
+    layer(x)  # builds the weights
+    _randomise(layer, rng)
+    y = ops.convert_to_numpy(layer(x))
+    expected = _reference(config, x, layer)
     assert y.shape == expected.shape == layer.compute_output_shape(x.shape)
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
 
@@ -211,17 +216,7 @@ def test_blocks_of_positions_change_nothing(config, positions_per_block, rng, mo
     blocked(x)
     blocked.set_weights(whole.get_weights())
     assert len(blocked._position_blocks(3)) == math.ceil(whole._positions / positions_per_block)
-    kernel, bias = whole.get_weights()
-    reference = reference_output(
-        x.astype("float64"),
-        kernel,
-        bias,
-        config["kernel_size"],
-        config["strides"],
-        config["padding"],
-        config["dilation_rate"],
-        config["data_format"],
-    )
+    reference = _reference(config, x, whole)
     actual = _value_and_gradients(blocked, x, upstream)
     np.testing.assert_allclose(actual[0], reference, rtol=1e-4, atol=1e-4)
     for name, got, want in zip(
