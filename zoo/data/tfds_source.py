@@ -49,6 +49,17 @@ def _prepared_builder(name: str, data_dir: str | None, download: bool):
     return builder
 
 
+def _checked_features(name: str, builder, image_key: str, label_key: str):
+    """The builder's features, after checking that the image and label keys exist."""
+    features = builder.info.features
+    if image_key not in features or label_key not in features:
+        raise ValueError(
+            f"TFDS data set {name!r} features are {sorted(features)}; set image_key and "
+            f"label_key (got {image_key!r}, {label_key!r})"
+        )
+    return features
+
+
 def load_tfds(
     name: str,
     data_dir: str | None = None,
@@ -89,12 +100,7 @@ def load_tfds(
             f"TFDS data set {name!r} has no split(s) {missing}; it has {sorted(info.splits)}: "
             "set train_split / test_split to one of them"
         )
-    features = info.features
-    if image_key not in features or label_key not in features:
-        raise ValueError(
-            f"TFDS data set {name!r} features are {sorted(features)}; set image_key and "
-            f"label_key (got {image_key!r}, {label_key!r})"
-        )
+    features = _checked_features(name, builder, image_key, label_key)
     class_names = getattr(features[label_key], "names", None)
     if not class_names:
         raise ValueError(f"TFDS feature {label_key!r} of {name!r} is not a ClassLabel with names")
@@ -153,12 +159,7 @@ def load_tfds_examples(
     if min_per_class < 1:
         raise ValueError(f"min_per_class must be >= 1, got {min_per_class!r}")
     builder = _prepared_builder(name, data_dir, download)
-    features = builder.info.features
-    if image_key not in features or label_key not in features:
-        raise ValueError(
-            f"TFDS data set {name!r} features are {sorted(features)}; set "
-            f"image_key and label_key (got {image_key!r}, {label_key!r})"
-        )
+    features = _checked_features(name, builder, image_key, label_key)
     undecoded = builder.as_dataset(
         split=split, shuffle_files=False, decoders={image_key: tfds.decode.SkipDecoding()}
     )
