@@ -61,6 +61,21 @@ class Case:
         return self.batch * self.positions * self.patch_size
 
     @property
+    def output_floats(self) -> int:
+        return self.batch * self.positions * self.filters
+
+    def min_bytes(self, mode: str) -> int:
+        """Bytes a locally connected layer must move per call: its memory-bound floor.
+
+        Forward: read the kernel and the input, write the output. Forward + backward:
+        the kernel read twice and its gradient written once, the input read twice and
+        its gradient written, the output written and the upstream gradient read.
+        """
+        kernel, inputs, outputs = self.kernel_floats, self.input_floats, self.output_floats
+        floats = kernel + inputs + outputs if mode == "fwd" else 3 * (kernel + inputs) + 2 * outputs
+        return floats * FLOAT_BYTES
+
+    @property
     def flops(self) -> int:
         """Forward multiply-adds x 2 (identical for the layer and the same-shape Conv)."""
         return 2 * self.batch * self.positions * self.patch_size * self.filters
@@ -97,7 +112,9 @@ CASES = {
 }
 QUICK_CASES = ["L4_b32", "L6_b32", "mnist_b128", "1d_b32"]
 
-# Implementations. `conv` (keras Conv on TensorFlow) is the reference every ratio uses.
+# Implementations. `conv` (keras Conv on TensorFlow) is the reference every ratio uses;
+# `tf_bmm_floor` is not a competitor but a yardstick: the zoo layer's batched matmuls alone
+# on operands built in advance (the floor of any gather + matmul design on TensorFlow).
 IMPLS = [
     "conv",
     "zoo_tf",
@@ -108,7 +125,11 @@ IMPLS = [
     "legacy3",
     "flax_local",
     "torch_unfold",
+    "tf_bmm_floor",
 ]
+# Keras's Conv on the JAX or torch backend: the reference where TensorFlow is absent
+# (a GPU machine with JAX and torch only), and the zoo layer on Keras's torch backend.
+OTHER_BACKEND_IMPLS = ["conv_jax", "conv_torch", "zoo_torch"]
 QUICK_IMPLS = ["conv", "zoo_tf", "zoo_jax", "legacy1", "flax_local", "torch_unfold"]
 
 # Machine budget for one competitor process (the machine has 24 GiB; leave room for others).
@@ -152,16 +173,21 @@ def predict(case: Case, impl: str, mode: str = "fwdbwd") -> dict:
     return {"peak_bytes": int(peak), "build_s": build_s}
 
 
-def skip_reason(case: Case, impl: str, mode: str = "fwdbwd") -> str | None:
-    """Why `impl` is not run on `case` in `mode`, or None when it is run."""
+def skip_reason(case: Case, impl: str, mode: str = "fwdbwd", gpu: bool = False) -> str | None:
+    """Why `impl` is not run on `case` in `mode`, or None when it is run.
+
+    The time predictions for torch and flax were measured on this CPU; with a GPU
+    (`gpu=True`) they do not apply.
+    """
     prediction = predict(case, impl, mode)
     reasons = []
-    if impl == "torch_unfold" and case.patches_floats > FLAX_MAX_PATCHES:
+    slow_on_cpu = not gpu and case.patches_floats > FLAX_MAX_PATCHES
+    if slow_on_cpu and impl == "torch_unfold":
         reasons.append(
             f"predicted > 30 s per step (7.8 s forward, 11.4 s forward+backward measured at L4 "
             f"batch 32 with 125 M patch entries; this case has {case.patches_floats / 1e6:.0f} M)"
         )
-    if impl == "flax_local" and mode == "fwdbwd" and case.patches_floats > FLAX_MAX_PATCHES:
+    if slow_on_cpu and impl == "flax_local" and mode == "fwdbwd":
         reasons.append(
             f"predicted > 60 s per fwd+bwd step ({FLAX_L4_B32_SECONDS:.0f} s measured at L4 "
             f"batch 32 with 125 M patch entries; this case has {case.patches_floats / 1e6:.0f} M)"

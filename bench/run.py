@@ -7,13 +7,21 @@ Ratios are to the same-shape Conv (keras Conv on TensorFlow) measured in the sam
     python bench/run.py                       # full suite (< 20 min on 2 cores)
     python bench/run.py --quick               # 4 cases, 6 implementations (~5 min)
     python bench/run.py --cases L4_b32 --impls conv,zoo_tf,legacy1 --out bench/results
+
+On a GPU machine with JAX and torch but no TensorFlow, the reference is Keras's Conv on
+JAX (`conv_jax`), picked automatically:
+
+    python bench/run.py --cases L4_b128,L5_b128,L6_b128 \
+        --impls zoo_jax,flax_local,torch_unfold,zoo_torch,conv_torch --out bench/results-gpu
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import threading
@@ -29,6 +37,7 @@ from cases import (
     GIB,
     IMPLS,
     MEMORY_LIMIT_BYTES,
+    OTHER_BACKEND_IMPLS,
     QUICK_CASES,
     QUICK_IMPLS,
     predict,
@@ -75,35 +84,66 @@ def run_child(case: str, impl: str, steps: int, timeout_s: float, modes: list[st
     return {"case": case, "impl": impl, "status": "failed", "reason": reason[:300]}
 
 
-def add_ratios(results: list[dict]) -> None:
-    conv = {(r["case"]): r for r in results if r["impl"] == "conv" and r["status"] == "ok"}
+def default_reference() -> str:
+    """Keras's Conv on TensorFlow; on JAX (then torch) where TensorFlow is not installed."""
+    for impl, package in (("conv", "tensorflow"), ("conv_jax", "jax"), ("conv_torch", "torch")):
+        if importlib.util.find_spec(package):
+            return impl
+    raise SystemExit("None of tensorflow, jax, torch is installed: nothing to benchmark.")
+
+
+def gpu_name() -> str | None:
+    """The first NVIDIA GPU's name, or None."""
+    if not shutil.which("nvidia-smi"):
+        return None
+    listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+    return listing.stdout.splitlines()[0] if listing.returncode == 0 and listing.stdout else None
+
+
+def add_ratios(results: list[dict], reference_impl: str) -> None:
+    """Each result's time over the reference's (same case, same run), and the fraction of
+    the streaming bandwidth its device measured that the layer's floor bytes take."""
+    references = {
+        r["case"]: r for r in results if r["impl"] == reference_impl and r["status"] == "ok"
+    }
     for result in results:
-        reference = conv.get(result["case"])
-        if result["status"] != "ok" or reference is None:
+        if result["status"] != "ok":
             continue
+        reference = references.get(result["case"], {})
         for mode in MODES:
-            if "time_ms" in result.get(mode, {}) and "time_ms" in reference.get(mode, {}):
-                result[mode]["ratio_to_conv"] = result[mode]["time_ms"] / reference[mode]["time_ms"]
+            timing = result.get(mode, {})
+            if "time_ms" not in timing:
+                continue
+            if "time_ms" in reference.get(mode, {}):
+                timing["ratio_to_reference"] = timing["time_ms"] / reference[mode]["time_ms"]
+            if not result["impl"].startswith("conv"):
+                seconds = timing["time_ms"] / 1e3
+                gbs = CASES[result["case"]].min_bytes(mode) / seconds / 1e9
+                timing["bandwidth_fraction"] = gbs / result["stream_gbs"]
 
 
-def markdown(results: list[dict]) -> str:
+def markdown(results: list[dict], reference_impl: str) -> str:
+    ref = reference_impl
     lines = [
-        "| case | impl | fwd ms | fwd x conv | fwd+bwd ms | fwd+bwd x conv | peak RSS fwd+bwd GiB "
-        "(fwd) | process base GiB | build s | trace fwd+bwd s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| case | impl | fwd ms | fwd x {ref} | fwd+bwd ms | fwd+bwd x {ref} | fwd+bwd % of "
+        "stream BW | peak RSS fwd+bwd GiB (fwd) | process base GiB | build s | trace fwd+bwd s "
+        "| device |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         label = f"{r['case']} ({CASES[r['case']].describe()})"
         if r["status"] != "ok":
-            lines.append(f"| {label} | {r['impl']} | {r['status']}: {r['reason']} |||||||| ")
+            lines.append(f"| {label} | {r['impl']} | {r['status']}: {r['reason']} |||||||||| ")
             continue
         cells = []
         for mode in MODES:
             m = r.get(mode, {})
             if "time_ms" in m:
-                cells += [f"{m['time_ms']:.1f}", f"{m.get('ratio_to_conv', float('nan')):.2f}"]
+                cells += [f"{m['time_ms']:.1f}", f"{m.get('ratio_to_reference', float('nan')):.2f}"]
             else:
                 cells += [f"skipped: {m.get('skipped', '-')}", ""]
+        fraction = r.get("fwdbwd", {}).get("bandwidth_fraction")
+        cells.append("-" if fraction is None else f"{100 * fraction:.0f}%")
         peaks = [
             f"{r[mode]['peak_rss_bytes'] / GIB:.2f}" if "peak_rss_bytes" in r.get(mode, {}) else "-"
             for mode in ("fwdbwd", "fwd")
@@ -114,7 +154,8 @@ def markdown(results: list[dict]) -> str:
         )
         lines.append(
             f"| {label} | {r['impl']} | {' | '.join(cells)} | {peaks[0]} ({peaks[1]}) "
-            f"| {r['base_rss_bytes'] / GIB:.2f} | {r['build_s']:.2f} | {trace} |"
+            f"| {r['base_rss_bytes'] / GIB:.2f} | {r['build_s']:.2f} | {trace} "
+            f"| {r['device']} ({r['stream_gbs']:.0f} GB/s) |"
         )
     return "\n".join(lines) + "\n"
 
@@ -140,6 +181,7 @@ def machine() -> dict:
             versions[package] = "absent"
     return {
         "cpu": model,
+        "gpu": gpu_name(),
         "cores": psutil.cpu_count(),
         "ram_gib": round(psutil.virtual_memory().total / GIB, 1),
         "python": platform.python_version(),
@@ -155,18 +197,32 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per mode (median)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per child")
     parser.add_argument("--out", default="bench/results")
+    parser.add_argument(
+        "--reference",
+        choices=["conv", "conv_jax", "conv_torch"],
+        help="the same-shape Conv every ratio uses (default: TensorFlow's, else JAX's)",
+    )
     args = parser.parse_args()
     cases = args.cases.split(",") if args.cases else (QUICK_CASES if args.quick else list(CASES))
     impls = args.impls.split(",") if args.impls else (QUICK_IMPLS if args.quick else IMPLS)
-    if "conv" not in impls:
-        impls = ["conv", *impls]
+    known = IMPLS + OTHER_BACKEND_IMPLS
+    unknown = sorted(set(impls) - set(known))
+    if unknown:
+        parser.error(f"unknown implementation(s) {unknown}; choose from {known}")
+    unknown_cases = sorted(set(cases) - set(CASES))
+    if unknown_cases:
+        parser.error(f"unknown case(s) {unknown_cases}; choose from {list(CASES)}")
+    reference = args.reference or default_reference()
+    if reference not in impls:
+        impls = [reference, *impls]
+    gpu = gpu_name() is not None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     results, start = [], time.perf_counter()
     for case in cases:
         for impl in impls:
-            skips = {mode: skip_reason(CASES[case], impl, mode) for mode in MODES}
+            skips = {mode: skip_reason(CASES[case], impl, mode, gpu) for mode in MODES}
             modes = [mode for mode in MODES if not skips[mode]]
             if modes:
                 result = run_child(case, impl, args.steps, args.timeout, modes)
@@ -187,17 +243,18 @@ def main() -> None:
             print(
                 f"[{time.perf_counter() - start:6.0f}s] {case:11s} {impl:13s} {summary}", flush=True
             )
-    add_ratios(results)
+    add_ratios(results, reference)
     report = {
         "machine": machine(),
+        "reference": reference,
         "command": " ".join(sys.argv),
         "wall_s": time.perf_counter() - start,
         "cases": {name: CASES[name].to_dict() for name in cases},
         "results": results,
     }
     (out / "results.json").write_text(json.dumps(report, indent=1))
-    (out / "results.md").write_text(markdown(results))
-    print(markdown(results))
+    (out / "results.md").write_text(markdown(results, reference))
+    print(markdown(results, reference))
     print(f"wrote {out / 'results.json'} and {out / 'results.md'} in {report['wall_s']:.0f} s")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -25,17 +26,43 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from cases import CASES, Case  # noqa: E402
 
-BACKEND = {"zoo_jax": "jax", "flax_local": "jax", "torch_unfold": "torch"}
+BACKEND = {
+    "zoo_jax": "jax",
+    "conv_jax": "jax",
+    "flax_local": "jax",
+    "zoo_torch": "torch",
+    "conv_torch": "torch",
+    "torch_unfold": "torch",
+}
+STREAM_FLOATS = 64 * 2**20  # 256 MiB vector for the bandwidth probe
 
 
 def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
+def keras_layer(case: Case, impl: str):
+    """The zoo layer (`zoo_*`) or the same-shape Keras Conv (`conv*`), built, on the
+    current Keras backend."""
+    import keras
+
+    if impl.startswith("conv"):
+        cls = [keras.layers.Conv1D, keras.layers.Conv2D]
+    else:
+        from zoo.layers import LocallyConnected1D, LocallyConnected2D
+
+        cls = [LocallyConnected1D, LocallyConnected2D]
+    layer = cls[case.rank - 1](case.filters, case.kernel, case.strides, case.padding)
+    layer.build((None, *case.spatial, case.channels))
+    return layer
+
+
 # ------------------------------------------------------------------ TensorFlow
 def build_tf(case: Case, impl: str):
     import tensorflow as tf
 
+    if impl == "tf_bmm_floor":
+        return build_bmm_floor(case)
     if impl.startswith("legacy"):
         import tf_keras
 
@@ -47,17 +74,9 @@ def build_tf(case: Case, impl: str):
             padding=case.padding,
             implementation=int(impl[-1]),
         )
-    elif impl == "conv":
-        import keras
-
-        cls = [keras.layers.Conv1D, keras.layers.Conv2D]
-        layer = cls[case.rank - 1](case.filters, case.kernel, case.strides, case.padding)
+        layer.build((None, *case.spatial, case.channels))
     else:
-        from zoo.layers import LocallyConnected1D, LocallyConnected2D
-
-        cls = [LocallyConnected1D, LocallyConnected2D]
-        layer = cls[case.rank - 1](case.filters, case.kernel, case.strides, case.padding)
-    layer.build((None, *case.spatial, case.channels))
+        layer = keras_layer(case, impl)
     x = tf.random.normal((case.batch, *case.spatial, case.channels))
     jit = impl == "zoo_tf_xla"
 
@@ -75,18 +94,45 @@ def build_tf(case: Case, impl: str):
     return x, forward, forward_backward, lambda result: result
 
 
+def build_bmm_floor(case: Case):
+    """The zoo layer's batched matmuls alone, on operands built in advance.
+
+    Forward: `kernel^T @ patches`; forward+backward adds the kernel gradient
+    `patches @ upstream^T` and the patch gradient `kernel @ upstream`, with the shapes and
+    transposes the layer uses. No patch gather, no fold of the patch gradient back onto
+    the input, no bias or layout change: the time TensorFlow's batched-matmul kernels
+    need for this design's arithmetic, i.e. the floor of any gather + matmul layer.
+    """
+    import tensorflow as tf
+
+    shape = (case.positions, case.patch_size)
+    kernel = tf.random.normal((*shape, case.filters))
+    patches = tf.random.normal((*shape, case.batch))
+    upstream = tf.random.normal((case.positions, case.filters, case.batch))
+
+    @tf.function
+    def forward(x):
+        return tf.matmul(kernel, patches, adjoint_a=True)
+
+    @tf.function
+    def forward_backward(x):
+        return (
+            tf.matmul(kernel, patches, adjoint_a=True),
+            tf.matmul(patches, upstream, adjoint_b=True),
+            tf.matmul(kernel, upstream),
+        )
+
+    return patches, forward, forward_backward, lambda result: result
+
+
 # ------------------------------------------------------------------------- JAX
 def build_jax(case: Case, impl: str):
     import jax
     import jax.numpy as jnp
 
     x = jax.random.normal(jax.random.PRNGKey(0), (case.batch, *case.spatial, case.channels))
-    if impl == "zoo_jax":
-        from zoo.layers import LocallyConnected1D, LocallyConnected2D
-
-        cls = [LocallyConnected1D, LocallyConnected2D]
-        layer = cls[case.rank - 1](case.filters, case.kernel, case.strides, case.padding)
-        layer.build((None, *case.spatial, case.channels))
+    if impl != "flax_local":  # zoo_jax, conv_jax
+        layer = keras_layer(case, impl)
         params = [v.value for v in layer.trainable_variables]
 
         def apply(params, x):
@@ -116,15 +162,42 @@ def build_jax(case: Case, impl: str):
 
 # ----------------------------------------------------------------------- torch
 def build_torch(case: Case, impl: str):
+    """`torch_unfold` (the community unfold + einsum layer), or a Keras layer on Keras's
+    torch backend (`zoo_torch`, `conv_torch`); on the GPU when torch sees one."""
     import torch
     import torch.nn.functional as F
 
     torch.set_num_threads(os.cpu_count() or 1)
-    out, kvol = case.output, 1
-    for k in case.kernel:
-        kvol *= k
-    weight = torch.randn(case.positions, kvol * case.channels, case.filters, requires_grad=True)
-    bias = torch.zeros(case.positions, case.filters, requires_grad=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    def sync(result):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return result
+
+    if impl != "torch_unfold":
+        layer = keras_layer(case, impl)  # Keras puts its variables on the GPU itself
+        x = torch.randn(case.batch, *case.spatial, case.channels, device=device)
+
+        def forward(x):
+            with torch.no_grad():
+                return layer(x)
+
+        def forward_backward(x):
+            x = x.detach().requires_grad_(True)
+            weights = [v.value for v in layer.trainable_variables]
+            for weight in weights:
+                weight.grad = None
+            torch.sum(layer(x)).backward()
+            return x.grad, *(weight.grad for weight in weights)
+
+        return x, forward, forward_backward, sync
+
+    out, kvol = case.output, math.prod(case.kernel)
+    weight = torch.randn(
+        case.positions, kvol * case.channels, case.filters, device=device, requires_grad=True
+    )
+    bias = torch.zeros(case.positions, case.filters, device=device, requires_grad=True)
     if case.padding == "same":
         pads = []
         for n, k, s, o in zip(case.spatial, case.kernel, case.strides, out, strict=True):
@@ -144,7 +217,7 @@ def build_torch(case: Case, impl: str):
         y = torch.einsum("bkp,pkf->bpf", patches, weight) + bias
         return y.reshape(x.shape[0], *out, case.filters)
 
-    x = torch.randn(case.batch, case.channels, *case.spatial)
+    x = torch.randn(case.batch, case.channels, *case.spatial, device=device)
 
     def forward(x):
         with torch.no_grad():
@@ -156,7 +229,54 @@ def build_torch(case: Case, impl: str):
         layer(x).sum().backward()
         return x.grad, weight.grad, bias.grad
 
-    return x, forward, forward_backward, lambda result: result
+    return x, forward, forward_backward, sync
+
+
+# ------------------------------------------------------------- device facts
+def device_and_bandwidth(backend: str) -> tuple[str, float]:
+    """The device the backend computed on, and its measured streaming bandwidth (GB/s).
+
+    Bandwidth: the median time of summing a 256 MiB float32 vector (a read-only stream:
+    no allocation is timed). It runs after the timed steps, so it does not enter their
+    peak memory.
+    """
+
+    def median_seconds(step, sync) -> float:
+        sync(step())
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            sync(step())
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        vector = jnp.ones(STREAM_FLOATS)
+        total = jax.jit(jnp.sum)
+        seconds = median_seconds(lambda: total(vector), jax.block_until_ready)
+        device = jax.devices()[0]
+        name = device.platform if device.platform == "cpu" else device.device_kind
+    elif backend == "torch":
+        import torch
+
+        on_gpu = torch.cuda.is_available()
+        device = "cuda" if on_gpu else "cpu"
+        vector = torch.ones(STREAM_FLOATS, device=device)
+        seconds = median_seconds(vector.sum, lambda result: result.item())
+        name = torch.cuda.get_device_name(0) if on_gpu else "cpu"
+    else:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        vector = tf.ones(STREAM_FLOATS)
+        total = tf.function(lambda: tf.reduce_sum(vector))
+        seconds = median_seconds(total, lambda result: result.numpy())
+        details = tf.config.experimental.get_device_details(gpus[0]) if gpus else {}
+        name = details.get("device_name", "GPU") if gpus else "cpu"
+    return name, STREAM_FLOATS * 4 / seconds / 1e9
 
 
 # ---------------------------------------------------------------------- timing
@@ -195,17 +315,17 @@ def main() -> None:
     args = parser.parse_args()
     case = CASES[args.case]
     backend = BACKEND.get(args.impl, "tensorflow")
-    os.environ["KERAS_BACKEND"] = "jax" if backend == "jax" else "tensorflow"
+    os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
     import_start = time.perf_counter()
     builder = {"tensorflow": build_tf, "jax": build_jax, "torch": build_torch}[backend]
-    if backend in ("tensorflow", "jax"):
+    if backend == "torch":
+        import torch  # noqa: F401
+    if args.impl != "torch_unfold":
         import keras  # noqa: F401
 
         import zoo.layers  # noqa: F401
-    else:
-        import torch  # noqa: F401
     base_rss = peak_rss_bytes()
     build_start = time.perf_counter()
     x, forward, forward_backward, sync = builder(case, args.impl)
@@ -222,6 +342,8 @@ def main() -> None:
     for mode in args.modes.split(","):
         fn = forward if mode == "fwd" else forward_backward
         result[mode] = measure(fn, sync, x, args.steps)
+    del x, forward, forward_backward
+    result["device"], result["stream_gbs"] = device_and_bandwidth(backend)
     print("RESULT " + json.dumps(result), flush=True)
 
 
