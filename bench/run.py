@@ -4,7 +4,7 @@ Each (case, implementation) runs in its own subprocess (`bench/worker.py`) so th
 memory is that case's alone; a watchdog kills a child whose RSS passes the memory budget.
 Ratios are to the same-shape Conv (keras Conv on TensorFlow) measured in the same run.
 
-    python bench/run.py                       # full suite (< 20 min on 2 cores)
+    python bench/run.py                       # full suite (20 min on 2 idle cores)
     python bench/run.py --quick               # 4 cases, 6 implementations (~5 min)
     python bench/run.py --cases L4_b32 --impls conv,zoo_tf,legacy1 --out bench/results
 

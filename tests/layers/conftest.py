@@ -1,4 +1,4 @@
-"""Backend-agnostic helpers for the layer tests (they run under TensorFlow and JAX)."""
+"""Backend-agnostic helpers for the layer tests (they run under TensorFlow, JAX and torch)."""
 
 import keras
 import numpy as np

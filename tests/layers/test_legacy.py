@@ -87,7 +87,7 @@ def test_gradients_match_legacy(data_format, rng):
 
     def zoo_loss(inputs, kernel, bias):
         outputs, _ = layer.stateless_call([kernel, bias], [], inputs)
-        return ops.sum(outputs * upstream)
+        return ops.sum(outputs * ops.convert_to_tensor(upstream))
 
     kernel, bias = layer.get_weights()
     x_grad, kernel_grad, bias_grad = gradients(zoo_loss, x, kernel, bias)

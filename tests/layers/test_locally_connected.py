@@ -189,7 +189,7 @@ def test_matches_numpy_loop(config, rng):
 def _value_and_gradients(layer, x, upstream):
     def loss(inputs, kernel, bias):
         outputs, _ = layer.stateless_call([kernel, bias], [], inputs)
-        return ops.sum(outputs * upstream)
+        return ops.sum(outputs * ops.convert_to_tensor(upstream))
 
     kernel, bias = layer.get_weights()
     return (ops.convert_to_numpy(layer(x)), *gradients(loss, x, kernel, bias))
@@ -285,7 +285,7 @@ def test_gradients_match_finite_differences(rng, float64):
     weights_out = rng.normal(size=layer.compute_output_shape(x.shape))
 
     def loss(inputs, kernel, bias):
-        return ops.sum(_stateless(layer, inputs, kernel, bias) * weights_out)
+        return ops.sum(_stateless(layer, inputs, kernel, bias) * ops.convert_to_tensor(weights_out))
 
     analytic = gradients(loss, x, kernel0, bias0)
     for arg_index, base in enumerate((x, kernel0, bias0)):
