@@ -8,6 +8,7 @@ Variants, each in its own subprocess (peak RSS per variant):
 
     python bench/deepface_e2e.py                                  # default plan
     python bench/deepface_e2e.py --variant zoo --batch 128 --steps 3
+    python bench/deepface_e2e.py --variant zoo --jit-compile true   # with XLA
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def build(variant: str):
     return k, model
 
 
-def child(variant: str, batch: int, steps: int) -> dict:
+def child(variant: str, batch: int, steps: int, jit_compile: str) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
 
@@ -74,6 +75,7 @@ def child(variant: str, batch: int, steps: int) -> dict:
     model.compile(
         optimizer=k.optimizers.SGD(0.01, momentum=0.9),
         loss="sparse_categorical_crossentropy",
+        **({} if jit_compile == "auto" else {"jit_compile": jit_compile == "true"}),
     )
     build_s = time.perf_counter() - start
     rng = np.random.default_rng(0)
@@ -135,11 +137,18 @@ def main() -> None:
     parser.add_argument("--variant", choices=["zoo", "conv", "legacy"])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument(
+        "--jit-compile",
+        choices=["auto", "true", "false"],
+        default="auto",
+        help="Keras compile(jit_compile=...) for --variant; auto = Keras's choice (no XLA on CPU)",
+    )
     parser.add_argument("--timeout", type=float, default=400)
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
     if args.variant:
-        print("RESULT " + json.dumps(child(args.variant, args.batch, args.steps)), flush=True)
+        result = child(args.variant, args.batch, args.steps, args.jit_compile)
+        print("RESULT " + json.dumps(result), flush=True)
         return
     results = []
     for variant, batch in PLAN:
