@@ -18,19 +18,21 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from cases import MEMORY_LIMIT_BYTES  # noqa: E402
+from guard import run_guarded  # noqa: E402
 
 CLASSES = 4030  # the paper's SFC identities
 # legacy at batch 32 is predicted at ~25 GiB (3,025 input-sized slice gradients in L4
 # alone); batch 16 is the largest power of two under the 14 GiB guard (11.5 GiB measured).
 PLAN = [("conv", 32), ("zoo", 32), ("zoo", 128), ("legacy", 16)]
-MEMORY_LIMIT_BYTES = 14 * 2**30
 
 
 def build(variant: str):
@@ -105,31 +107,12 @@ def child(variant: str, batch: int, steps: int, jit_compile: str) -> dict:
 
 
 def guarded_run(command: list[str], timeout_s: float) -> dict:
-    """Run a child; kill it past the memory budget or the time limit, and say which."""
-    import psutil
-
-    start = time.perf_counter()
-    with open(os.devnull, "w") as null:
-        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=null, text=True)
-        process, reason = psutil.Process(child.pid), None
-        while child.poll() is None:
-            try:
-                rss = process.memory_info().rss
-            except psutil.Error:
-                break
-            if rss > MEMORY_LIMIT_BYTES:
-                reason = f"killed: RSS {rss / 2**30:.1f} GiB > {MEMORY_LIMIT_BYTES / 2**30:.0f} GiB"
-            elif time.perf_counter() - start > timeout_s:
-                reason = f"killed: ran past {timeout_s:.0f} s"
-            if reason:
-                child.kill()
-                break
-            time.sleep(0.2)
-        stdout = child.communicate()[0]
+    """Run one variant under the watchdog; a kill or a crash becomes a "failed" result."""
+    stdout, stderr, killed = run_guarded(command, timeout_s, MEMORY_LIMIT_BYTES)
     lines = [x for x in stdout.splitlines() if x.startswith("RESULT ")]
     if lines:
-        return json.loads(lines[0][7:])
-    return {"status": "failed", "reason": reason or f"rc={child.returncode}"}
+        return json.loads(lines[0][len("RESULT ") :])
+    return {"status": "failed", "reason": killed or (stderr.strip().splitlines() or ["?"])[-1]}
 
 
 def main() -> None:

@@ -24,7 +24,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -43,44 +42,21 @@ from cases import (
     predict,
     skip_reason,
 )
+from guard import run_guarded
 
 WORKER = Path(__file__).resolve().parent / "worker.py"
 MODES = ("fwd", "fwdbwd")
 
 
 def run_child(case: str, impl: str, steps: int, timeout_s: float, modes: list[str]) -> dict:
-    """Run one worker; kill it (and say so) past the memory budget or the time limit."""
+    """Run one worker under the watchdog; a kill or a crash becomes a "failed" result."""
     command = [sys.executable, str(WORKER), "--case", case, "--impl", impl, "--steps", str(steps)]
     command += ["--modes", ",".join(modes)]
-    start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    killed = {}
-
-    def watchdog():
-        process = psutil.Process(child.pid)
-        while child.poll() is None:
-            try:
-                rss = process.memory_info().rss
-            except psutil.Error:
-                return
-            if rss > MEMORY_LIMIT_BYTES:
-                killed["reason"] = f"killed: RSS {rss / GIB:.1f} GiB > budget"
-                child.kill()
-                return
-            if time.perf_counter() - start > timeout_s:
-                killed["reason"] = f"killed: ran past {timeout_s:.0f} s"
-                child.kill()
-                return
-            time.sleep(0.2)
-
-    thread = threading.Thread(target=watchdog, daemon=True)
-    thread.start()
-    stdout, stderr = child.communicate()
-    thread.join()
+    stdout, stderr, killed = run_guarded(command, timeout_s, MEMORY_LIMIT_BYTES)
     for line in stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT ") :])
-    reason = killed.get("reason") or (stderr.strip().splitlines() or ["no output"])[-1]
+    reason = killed or (stderr.strip().splitlines() or ["no output"])[-1]
     return {"case": case, "impl": impl, "status": "failed", "reason": reason[:300]}
 
 
