@@ -22,7 +22,7 @@ def main(cfg: DictConfig) -> float:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.get("compare"):
-        from zoo.comparison import compare
+        from zoo.evaluation.comparison import compare
 
         return compare(cfg, output_dir)
     if cfg.report:

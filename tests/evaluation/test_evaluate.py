@@ -151,7 +151,7 @@ def test_identity_split_verification_matches_an_independent_computation(tmp_path
 def test_verification_on_a_tfds_lfw_shaped_set(tmp_path):
     """`data=tfds_lfw` on a prepared local copy shaped like TFDS lfw (one split, person names
     as labels): train.py trains on some people, evaluate.py verifies on the unseen rest."""
-    sys.path.insert(0, str(Path(__file__).parent / "data"))
+    sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
     from data_helpers import PEOPLE, ZooTinyPeople
 
     ZooTinyPeople(data_dir=str(tmp_path / "tfds")).download_and_prepare()

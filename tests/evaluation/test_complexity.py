@@ -2,8 +2,8 @@
 
 import pytest
 
-from zoo import complexity
 from zoo.data.spec import DataSpec
+from zoo.evaluation import complexity
 from zoo.models import build_cnn, build_deepface
 
 

@@ -18,8 +18,9 @@ from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from zoo import complexity, plots, tracking
+from zoo import plots, tracking
 from zoo.data import load_data
+from zoo.evaluation import complexity
 
 log = logging.getLogger(__name__)
 

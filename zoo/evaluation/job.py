@@ -17,9 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import classification_report
 from sklearn.metrics import confusion_matrix as confusion_counts
 
-from zoo import plots, robustness, tracking, verification
+from zoo import plots, tracking
 from zoo.data import load_data
 from zoo.data.spec import DataSplits
+from zoo.evaluation import robustness, verification
 from zoo.layers import BaseLocallyConnected
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ def report(cfg: DictConfig) -> str:
     the seed articles' parameter counts next to the same layers built by the zoo."""
     from hydra.utils import instantiate
 
-    from zoo import complexity
+    from zoo.evaluation import complexity
 
     if cfg.report == "seeds":
         return complexity.seed_table(complexity.seed_figures())

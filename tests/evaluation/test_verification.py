@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from zoo import verification
+from zoo.evaluation import verification
 
 
 def test_roc_and_auc_of_a_hand_computed_case():

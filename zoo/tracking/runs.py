@@ -1,4 +1,4 @@
-"""MLflow: the one module that knows MLflow exists."""
+"""MLflow runs: start, log, resolve and load what the zoo records."""
 
 from __future__ import annotations
 

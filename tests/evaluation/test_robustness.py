@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from zoo import robustness
+from zoo.evaluation import robustness
 
 
 def test_shift_images_moves_pixels_and_zero_fills():
