@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,9 +64,15 @@ class RawSplits:
 
 @dataclass(frozen=True)
 class DataSplits:
-    """Batched ``(image float32 [b, h, w, c] in [0, 1], label int32 [b])`` datasets + spec."""
+    """Batched ``(image float32 [b, h, w, c] in [0, 1], label int32 [b])`` datasets + spec.
+
+    ``train`` reshuffles on every pass; ``train_epochs(first, last, skip)``, when the
+    pipeline offers it, gives epochs ``[first, last)`` less the first ``skip`` batches, each
+    epoch in an order that depends only on the seed and the epoch (for resuming).
+    """
 
     train: tf.data.Dataset
     validation: tf.data.Dataset
     test: tf.data.Dataset
     spec: DataSpec
+    train_epochs: Callable[[int, int, int], tf.data.Dataset] | None = None
