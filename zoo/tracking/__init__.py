@@ -1,15 +1,14 @@
 """MLflow: the one package that knows MLflow exists."""
 
+from zoo.tracking.models import load_keras_model, log_model
 from zoo.tracking.runs import (
     flatten,
     keras_callback,
     last_run_id,
-    load_keras_model,
     log_dict,
     log_exports,
     log_figure,
     log_metrics,
-    log_model,
     log_params,
     log_text,
     register_model,

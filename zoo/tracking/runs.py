@@ -11,11 +11,10 @@ from typing import Any
 import keras
 import matplotlib.pyplot as plt
 import mlflow
-import mlflow.keras
-import numpy as np
 from matplotlib.figure import Figure
-from mlflow.models import infer_signature
 from omegaconf import DictConfig, OmegaConf
+
+from zoo.tracking.callbacks import EpochMetrics
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +60,8 @@ def start_run(
 
 
 def keras_callback() -> keras.callbacks.Callback:
-    """MLflow's own Keras callback: per-epoch metrics of the active run."""
-    return mlflow.keras.MlflowCallback()
+    """The callback that logs `fit`'s per-epoch metrics to the active run."""
+    return EpochMetrics()
 
 
 def set_tags(tags: dict[str, str]) -> None:
@@ -88,27 +87,6 @@ def log_exports(directory: Path, results: Mapping[str, Any]) -> None:
     log_metrics(
         {f"export_{fmt}_max_abs_diff": result.max_abs_diff for fmt, result in results.items()}
     )
-
-
-def log_model(
-    model: keras.Model, example: np.ndarray, registered_model_name: str | None = None
-) -> str:
-    """Log `model` as an MLflow Keras model with an input/output signature; returns its URI."""
-    signature = infer_signature(example, model.predict(example, verbose=0))
-    info = mlflow.keras.log_model(
-        model,
-        name="model",
-        signature=signature,
-        registered_model_name=registered_model_name,
-        pip_requirements=[f"keras=={keras.__version__}", _tensorflow_requirement()],
-    )
-    return info.model_uri
-
-
-def _tensorflow_requirement() -> str:
-    import tensorflow as tf
-
-    return f"tensorflow=={tf.__version__}"
 
 
 # ------------------------------------------------------------------ evaluation side
@@ -159,19 +137,6 @@ def resolve_model(run_id: str | None, model_uri: str | None) -> tuple[str, str |
             ) from None
         return model_uri, version.run_id
     return model_uri, None
-
-
-def load_keras_model(model_uri: str) -> keras.Model:
-    """An MLflow Keras model; `zoo.layers` is imported so custom layers deserialise."""
-    import zoo.layers  # noqa: F401  (registers LocallyConnected2D)
-
-    try:
-        return mlflow.keras.load_model(model_uri)
-    except (OSError, mlflow.exceptions.MlflowException) as err:
-        raise ValueError(
-            f"model_uri={model_uri!r} could not be loaded ({str(err).splitlines()[0]}); "
-            "check the run has a logged model (artifact 'model', tracking.log_model=true)."
-        ) from None
 
 
 def run_config(run_id: str) -> DictConfig | None:

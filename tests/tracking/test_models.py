@@ -1,0 +1,71 @@
+"""A logged model loads in a fresh process with no zoo import, and says what it needs."""
+
+import importlib.metadata
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from zoo.tracking import load_keras_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FRESH_PROCESS = """
+import sys
+import mlflow
+import numpy as np
+
+uri, batch, out = sys.argv[1:4]
+assert not any(name.split(".")[0] == "zoo" for name in sys.modules)
+model = mlflow.pyfunc.load_model(uri)
+np.save(out, model.predict(np.load(batch)))
+raw = model.get_raw_model()
+print("layer", type(raw.get_layer("local")).__name__)
+print("zoo from", sys.modules["zoo"].__file__)
+"""
+
+
+def _batch(tmp_path, count=5):
+    batch = np.random.default_rng(0).uniform(size=(count, 8, 8, 1)).astype("float32")
+    np.save(tmp_path / "batch.npy", batch)
+    return batch
+
+
+def test_pyfunc_loads_in_a_fresh_process_without_importing_zoo(trained, tracking_uri, tmp_path):
+    batch = _batch(tmp_path)
+    expected = load_keras_model(trained.model_uri).predict(batch, verbose=0)
+    for uri in (trained.model_uri, trained.registered_uri):
+        result = subprocess.run(
+            [sys.executable, "-c", FRESH_PROCESS, uri, tmp_path / "batch.npy", tmp_path / "p.npy"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "layer LocallyConnected2D" in result.stdout
+        # zoo came with the model (its code/ folder), not from this checkout or site-packages
+        assert "/code/zoo/__init__.py" in result.stdout, result.stdout
+        np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_keras_flavour_is_the_same_model(trained, tracking_uri, tmp_path):
+    batch = _batch(tmp_path)
+    keras_model = mlflow.keras.load_model(trained.model_uri)  # zoo.layers is imported here
+    pyfunc_model = mlflow.pyfunc.load_model(trained.model_uri)
+    np.testing.assert_allclose(
+        pyfunc_model.predict(batch), keras_model.predict(batch, verbose=0), rtol=1e-6
+    )
+
+
+def test_model_pins_zoos_dependencies_and_ships_its_code(trained, tracking_uri):
+    local = Path(mlflow.artifacts.download_artifacts(trained.model_uri))
+    requirements = set(local.joinpath("requirements.txt").read_text().split())
+    for name in ("tensorflow", "keras", "mlflow", "numpy", "hydra-core", "scikit-learn"):
+        assert f"{name}=={importlib.metadata.version(name)}" in requirements
+    assert not any(line.startswith(("zoo", "tf-keras", "pytest")) for line in requirements)
+    layer = "zoo/layers/locally_connected.py"
+    assert local.joinpath("code", layer).read_bytes() == ROOT.joinpath(layer).read_bytes()
+    assert not list(local.joinpath("code").rglob("__pycache__"))
