@@ -20,6 +20,9 @@ from omegaconf import DictConfig
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from zoo.console import load_tensorflow_quietly
+
+    load_tensorflow_quietly()  # no CUDA probe lines on CPU-only machines
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.get("compare"):
         from zoo.evaluation.comparison import compare

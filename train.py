@@ -15,6 +15,9 @@ from omegaconf import DictConfig
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    from zoo.console import load_tensorflow_quietly
+
+    load_tensorflow_quietly()  # no CUDA probe lines on CPU-only machines
     from zoo.training import train  # TensorFlow loads here, so --help stays fast
 
     return train(cfg, Path(HydraConfig.get().runtime.output_dir))
