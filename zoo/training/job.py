@@ -12,7 +12,7 @@ import tensorflow as tf
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from zoo import plots, tracking
+from zoo import console, plots, tracking
 from zoo.data import load_data
 from zoo.data.spec import DataSplits
 from zoo.export import check_formats, export_model
@@ -68,7 +68,7 @@ def fit(model: keras.Model, data: DataSplits, cfg: DictConfig, callbacks: list) 
             epochs=cfg.trainer.epochs,
             shuffle=False,  # the tf.data pipeline shuffles, reseeded every epoch
             callbacks=[*callbacks, history],
-            verbose=cfg.trainer.verbose,
+            verbose=console.keras_verbosity(cfg.trainer.verbose),
         )
     except KeyboardInterrupt:
         log.warning("Interrupted: stopping training and logging the model as it is now.")
