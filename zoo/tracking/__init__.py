@@ -1,5 +1,6 @@
 """MLflow: the one package that knows MLflow exists."""
 
+from zoo.tracking.datasets import log_datasets
 from zoo.tracking.models import load_keras_model, log_model
 from zoo.tracking.runs import (
     flatten,
@@ -26,6 +27,7 @@ __all__ = [
     "keras_callback",
     "last_run_id",
     "load_keras_model",
+    "log_datasets",
     "log_dict",
     "log_exports",
     "log_figure",

@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from zoo import console, plots, tracking
-from zoo.data import load_data
+from zoo.data import load_data, load_raw
 from zoo.data.spec import DataSplits
 from zoo.export import check_formats, export_model
 
@@ -112,6 +112,7 @@ def train(cfg: DictConfig, output_dir: Path) -> float:
     with tracking.start_run(cfg, f"{cfg.model.name}-{cfg.data.name}", tags, output_dir) as run:
         tracking.log_metrics({"parameters": model.count_params()})
         tracking.log_text(model_summary(model), "model_summary.txt")
+        tracking.log_datasets(load_raw(cfg.data, seed=cfg.seed), cfg.data.source, cfg.seed)
         history = fit(model, data, cfg, make_callbacks(cfg, output_dir))
         if history:
             tracking.log_figure(plots.learning_curves(history), "plots/learning_curves.png")
