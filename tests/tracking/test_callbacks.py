@@ -37,3 +37,12 @@ def test_training_run_has_no_duplicate_names_or_step_zero_bars(trained, tracking
     for name in per_epoch:
         steps = [p.step for p in client.get_metric_history(trained.run_id, name)]
         assert steps == list(range(trained.epochs)), name
+
+
+def test_training_log_has_one_line_per_epoch_and_no_cuda_probe(trained):
+    # train.py's stdout is a pipe here: Keras' verbose=2, no progress-bar redraws or colours
+    assert "\r" not in trained.output and "\x1b[" not in trained.output
+    assert [line for line in trained.output.splitlines() if line.startswith("Epoch ")] == [
+        f"Epoch {epoch}/{trained.epochs}" for epoch in range(1, trained.epochs + 1)
+    ]
+    assert "cuInit" not in trained.output

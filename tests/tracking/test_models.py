@@ -17,12 +17,12 @@ import sys
 import mlflow
 import numpy as np
 
-uri, batch, out = sys.argv[1:4]
+batch, out, *uris = sys.argv[1:]
 assert not any(name.split(".")[0] == "zoo" for name in sys.modules)
-model = mlflow.pyfunc.load_model(uri)
-np.save(out, model.predict(np.load(batch)))
-raw = model.get_raw_model()
-print("layer", type(raw.get_layer("local")).__name__)
+for index, uri in enumerate(uris):
+    model = mlflow.pyfunc.load_model(uri)
+    np.save(f"{out}{index}.npy", model.predict(np.load(batch)))
+    print(uri, "layer", type(model.get_raw_model().get_layer("local")).__name__)
 print("zoo from", sys.modules["zoo"].__file__)
 """
 
@@ -36,19 +36,17 @@ def _batch(tmp_path, count=5):
 def test_pyfunc_loads_in_a_fresh_process_without_importing_zoo(trained, tracking_uri, tmp_path):
     batch = _batch(tmp_path)
     expected = load_keras_model(trained.model_uri).predict(batch, verbose=0)
-    for uri in (trained.model_uri, trained.registered_uri):
-        result = subprocess.run(
-            [sys.executable, "-c", FRESH_PROCESS, uri, tmp_path / "batch.npy", tmp_path / "p.npy"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
+    uris = (trained.model_uri, trained.registered_uri)
+    command = [sys.executable, "-c", FRESH_PROCESS, tmp_path / "batch.npy", tmp_path / "p", *uris]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for index, uri in enumerate(uris):
+        assert f"{uri} layer LocallyConnected2D" in result.stdout
+        np.testing.assert_allclose(
+            np.load(tmp_path / f"p{index}.npy"), expected, rtol=1e-6, atol=1e-7, err_msg=uri
         )
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert "layer LocallyConnected2D" in result.stdout
-        # zoo came with the model (its code/ folder), not from this checkout or site-packages
-        assert "/code/zoo/__init__.py" in result.stdout, result.stdout
-        np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-6, atol=1e-7)
+    # zoo came with the model (its code/ folder), not from this checkout or site-packages
+    assert "/code/zoo/__init__.py" in result.stdout, result.stdout
 
 
 def test_keras_flavour_is_the_same_model(trained, tracking_uri, tmp_path):
