@@ -13,44 +13,73 @@ import zoo.layers.locally_connected as locally_connected
 from zoo.layers import LocallyConnected1D, LocallyConnected2D
 
 
-def reference_output(x, kernel, bias, kernel_size, strides, padding, dilation, data_format):
-    """Slow, explicit loop over output positions (the definition of the layer).
+def _patches(x, kernel_size, strides, padding, dilation, data_format):
+    """Every output position's patch, by explicit loops (the definition of the layer).
 
-    `x` is `(batch, *spatial, channels)` or `(batch, channels, *spatial)`; the kernel is
-    the legacy `(positions, patch, filters)` layout, patches flattened `(*kernel, channels)`
-    for channels_last and `(channels, *kernel)` for channels_first.
+    `x` is `(batch, *spatial, channels)` or `(batch, channels, *spatial)`. Returns the
+    output size, the patches `(batch, positions, patch)` flattened `(*kernel, channels)`
+    for channels_last and `(channels, *kernel)` for channels_first (the legacy kernel's
+    order), and for every patch entry the flat index of the input entry it copies
+    (`-1` for padding), in `x`'s own layout.
     """
     if data_format == "channels_first":
         x = np.moveaxis(x, 1, -1)
-    spatial = x.shape[1:-1]
+    batch, *spatial, channels = x.shape
     out_size, pads = [], []
     for n, k, s, d in zip(spatial, kernel_size, strides, dilation, strict=True):
         span = (k - 1) * d + 1
         if padding == "valid":
             out_size.append((n - span) // s + 1)
-            pads.append((0, 0))
+            pads.append(0)
         else:
             out = -(-n // s)
-            total = max((out - 1) * s + span - n, 0)
             out_size.append(out)
-            pads.append((total // 2, total - total // 2))
-    x = np.pad(x, [(0, 0), *pads, (0, 0)])
-    batch, channels, filters = x.shape[0], x.shape[-1], kernel.shape[-1]
-    out = np.zeros((batch, *out_size, filters))
-    for p, position in enumerate(itertools.product(*map(range, out_size))):
-        patch = np.zeros((batch, *kernel_size, channels))
+            pads.append(max((out - 1) * s + span - n, 0) // 2)
+    flat_index = np.arange(x[0].size).reshape(x.shape[1:])
+    if data_format == "channels_first":
+        flat_index = np.moveaxis(np.arange(x[0].size).reshape(channels, *spatial), 0, -1)
+    positions = list(itertools.product(*map(range, out_size)))
+    patches = np.zeros((batch, len(positions), *kernel_size, channels))
+    sources = np.full((len(positions), *kernel_size, channels), -1)
+    for p, position in enumerate(positions):
         for offset in itertools.product(*map(range, kernel_size)):
             source = tuple(
-                pos * s + off * d
-                for pos, off, s, d in zip(position, offset, strides, dilation, strict=True)
+                pos * s + off * d - pad
+                for pos, off, s, d, pad in zip(
+                    position, offset, strides, dilation, pads, strict=True
+                )
             )
-            patch[(slice(None), *offset)] = x[(slice(None), *source)]
-        if data_format == "channels_first":
-            patch = np.moveaxis(patch, -1, 1)
-        out[(slice(None), *position)] = patch.reshape(batch, -1) @ kernel[p] + bias[position]
+            if all(0 <= c < n for c, n in zip(source, spatial, strict=True)):
+                patches[(slice(None), p, *offset)] = x[(slice(None), *source)]
+                sources[(p, *offset)] = flat_index[source]
     if data_format == "channels_first":
-        out = np.moveaxis(out, -1, 1)
-    return out
+        patches, sources = np.moveaxis(patches, -1, 2), np.moveaxis(sources, -1, 1)
+    return out_size, patches.reshape(batch, len(positions), -1), sources.reshape(len(positions), -1)
+
+
+def reference_output(x, kernel, bias, kernel_size, strides, padding, dilation, data_format):
+    """The layer's output by the loops of `_patches`; the kernel is the legacy
+    `(positions, patch, filters)` layout."""
+    out_size, patches, _ = _patches(x, kernel_size, strides, padding, dilation, data_format)
+    out = np.einsum("bpk,pkf->bpf", patches, kernel).reshape(len(x), *out_size, -1) + bias
+    return np.moveaxis(out, -1, 1) if data_format == "channels_first" else out
+
+
+def reference_gradients(x, kernel, upstream, kernel_size, strides, padding, dilation, data_format):
+    """Gradients of `sum(output * upstream)` for the input and the kernel, by the loops of
+    `_patches`: the kernel gradient is patches x upstream, the patch gradient is added back
+    to the input entry each patch entry copied."""
+    _, patches, sources = _patches(x, kernel_size, strides, padding, dilation, data_format)
+    if data_format == "channels_first":
+        upstream = np.moveaxis(upstream, 1, -1)
+    upstream = upstream.reshape(len(x), len(sources), -1)  # (batch, positions, filters)
+    kernel_grad = np.einsum("bpk,bpf->pkf", patches, upstream)
+    patches_grad = np.einsum("bpf,pkf->bpk", upstream, kernel)
+    x_grad = np.zeros((len(x), x[0].size))
+    inside = sources >= 0
+    for b in range(len(x)):
+        np.add.at(x_grad[b], sources[inside], patches_grad[b][inside])
+    return x_grad.reshape(x.shape), kernel_grad
 
 
 def _random_configs(count, seed=7):
@@ -195,34 +224,38 @@ def _value_and_gradients(layer, x, upstream):
     return (ops.convert_to_numpy(layer(x)), *gradients(loss, x, kernel, bias))
 
 
-@pytest.mark.parametrize("positions_per_block", [1, 3, 7])
+@pytest.mark.parametrize("depth", [1, 2, 5, 10_000])
 @pytest.mark.parametrize("config", CONFIGS[::3], ids=lambda c: "-".join(map(str, c.values())))
-def test_blocks_of_positions_change_nothing(config, positions_per_block, rng, monkeypatch):
-    """Large layers run block by block with a hand-written gradient that recomputes patches
-    and adds each block's input gradient into a band: force tiny blocks and compare."""
+def test_runs_of_offsets_match_numpy_gradients(config, depth, rng, monkeypatch):
+    """One batched matmul per run of kernel offsets, hand-written gradient: single
+    offsets (depth 1, the path of layers with >= 16 channels), runs of 2 to 5 offsets,
+    and the whole kernel in one run, against the NumPy loop's output and gradients."""
+    monkeypatch.setattr(locally_connected, "_MIN_DEPTH", depth)
+    layer = _make_layer(config)
     x = rng.normal(size=_input_shape(config, batch=3)).astype("float32")
-    whole = _make_layer(config)
-    whole(x)
-    _randomise(whole, rng)
-    upstream = rng.normal(size=whole.compute_output_shape(x.shape)).astype("float32")
-    expected = _value_and_gradients(whole, x, upstream)
-    assert len(whole._position_blocks(3)) == 1
-
-    patch_size = math.prod(config["kernel_size"]) * config["channels"]
-    monkeypatch.setattr(
-        locally_connected, "_BLOCK_PATCH_ENTRIES", positions_per_block * patch_size * 3
+    layer(x)
+    _randomise(layer, rng)
+    runs = layer._offset_groups()
+    sizes = {len(offsets) for _, offsets in runs}
+    volume = math.prod(config["kernel_size"])
+    assert max(sizes) == min(volume, max(1, -(-depth // config["channels"])))
+    assert [o for _, offsets in runs for o in offsets] == list(
+        itertools.product(*map(range, config["kernel_size"]))
     )
-    blocked = _make_layer(config)
-    blocked(x)
-    blocked.set_weights(whole.get_weights())
-    assert len(blocked._position_blocks(3)) == math.ceil(whole._positions / positions_per_block)
-    reference = _reference(config, x, whole)
-    actual = _value_and_gradients(blocked, x, upstream)
-    np.testing.assert_allclose(actual[0], reference, rtol=1e-4, atol=1e-4)
-    for name, got, want in zip(
-        ("output", "input", "kernel", "bias"), actual, expected, strict=True
-    ):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=name)
+    upstream = rng.normal(size=layer.compute_output_shape(x.shape)).astype("float32")
+    output, x_grad, kernel_grad, bias_grad = _value_and_gradients(layer, x, upstream)
+    geometry = [config[k] for k in ("kernel_size", "strides", "padding", "dilation_rate")]
+    kernel = layer.get_weights()[0].astype("float64")
+    want_x, want_kernel = reference_gradients(
+        x.astype("float64"), kernel, upstream, *geometry, config["data_format"]
+    )
+    np.testing.assert_allclose(output, _reference(config, x, layer), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(x_grad, want_x, rtol=1e-4, atol=1e-4, err_msg="input")
+    np.testing.assert_allclose(kernel_grad, want_kernel, rtol=1e-4, atol=1e-4, err_msg="kernel")
+    want_bias = upstream.sum(axis=0)
+    if config["data_format"] == "channels_first":
+        want_bias = np.moveaxis(want_bias, 0, -1)
+    np.testing.assert_allclose(bias_grad, want_bias, rtol=1e-4, atol=1e-4, err_msg="bias")
 
 
 @pytest.mark.parametrize(

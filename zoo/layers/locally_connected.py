@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
 import keras
-import numpy as np
 from keras import ops
 
 _PADDINGS = ("valid", "same")
 _DATA_FORMATS = ("channels_last", "channels_first")
-# Patch entries (batch x positions x patch size) in one block of positions: 32 Mi
-# (128 MiB in fp32). It bounds the temporaries of forward and backward; smaller blocks
-# only add ops for TensorFlow's CPU executor to schedule (see bench/RESULTS.md).
-_BLOCK_PATCH_ENTRIES = 32 * 2**20
-# Batch size assumed for block sizing while the batch is unknown (symbolic build).
-_ASSUMED_BATCH = 32
+# Least contraction depth (channels x kernel offsets) of one batched matmul: layers with
+# fewer input channels multiply runs of consecutive kernel offsets at once (see
+# `_offset_groups` and bench/RESULTS.md).
+_MIN_DEPTH = 16
 
 
 def _positive_tuple(name: str, value: int | Sequence[int], rank: int) -> tuple[int, ...]:
@@ -149,25 +147,27 @@ class BaseLocallyConnected(keras.layers.Layer):
             pads.append(pad)
         return tuple(output_size), pads
 
-    def _patch_index(self, padded: Sequence[int], output_size: Sequence[int]) -> np.ndarray:
-        """Flat index into the padded spatial grid of every (position, kernel offset) pair.
+    def _offset_groups(self) -> list[tuple[int, list[tuple[int, ...]]]]:
+        """Kernel offsets in row-major order (the legacy patch order), in runs of `size`.
 
-        Positions and offsets are both row-major, so `take` yields patches flattened
-        in the legacy order: positions first, then (kernel offsets..., channels).
+        Returns `(first, offsets)` per run, `first` being the flat index of the run's first
+        offset. Each run is one batched matmul of contraction depth `len(offsets) x
+        channels`. A single offset (depth = channels) needs no patch tensor at all; with
+        few channels (1 in the `lcn` MNIST layer) offsets are grouped until the depth
+        reaches `_MIN_DEPTH`, which builds a patch tensor of that depth only.
         """
-        index = np.zeros(tuple(output_size) + self.kernel_size, dtype=np.int64)
-        row_stride = 1
-        for dim in reversed(range(self.rank)):
-            positions = np.arange(output_size[dim]) * self.strides[dim]
-            offsets = np.arange(self.kernel_size[dim]) * self.dilation_rate[dim]
-            shape_p = [1] * (2 * self.rank)
-            shape_o = [1] * (2 * self.rank)
-            shape_p[dim] = output_size[dim]
-            shape_o[self.rank + dim] = self.kernel_size[dim]
-            coordinate = positions.reshape(shape_p) + offsets.reshape(shape_o)
-            index = index + coordinate * row_stride
-            row_stride *= padded[dim]
-        return index.reshape(-1).astype("int32")
+        offsets = list(itertools.product(*(range(k) for k in self.kernel_size)))
+        size = min(len(offsets), max(1, -(-_MIN_DEPTH // self._channels)))
+        return [(start, offsets[start : start + size]) for start in range(0, len(offsets), size)]
+
+    def _window(self, offset: Sequence[int]) -> tuple[slice, ...]:
+        """The strided slice of the padded input that kernel offset `offset` reads."""
+        return tuple(
+            slice(o * d, o * d + (n - 1) * s + 1, s)
+            for o, d, n, s in zip(
+                offset, self.dilation_rate, self.output_size, self.strides, strict=True
+            )
+        )
 
     # --------------------------------------------------------------------- build
     def build(self, input_shape):
@@ -180,11 +180,10 @@ class BaseLocallyConnected(keras.layers.Layer):
         self.output_size, self._pads = self._geometry(input_shape)
         padded = [size + sum(pad) for size, pad in zip(spatial, self._pads, strict=True)]
         self._input_spatial = tuple(spatial)
-        self._padded_positions = math.prod(padded)
+        self._padded_spatial = tuple(padded)
         self._positions = math.prod(self.output_size)
         self._kernel_volume = math.prod(self.kernel_size)
         self._channels = channels
-        self._index = self._patch_index(padded, self.output_size)
         self.kernel = self.add_weight(
             name="kernel",
             shape=(self._positions, self._kernel_volume * channels, self.filters),
@@ -251,7 +250,6 @@ class BaseLocallyConnected(keras.layers.Layer):
         x = ops.transpose(inputs, to_position_major)  # (*spatial, C, batch)
         if any(before or after for before, after in self._pads):
             x = ops.pad(x, [*self._pads, (0, 0), (0, 0)])
-        x = ops.reshape(x, (self._padded_positions, self._channels, -1))
         # A reshape reads the variable into a tensor (TF's custom_gradient must not see
         # the variable itself).
         kernel = ops.reshape(self.kernel, self.kernel.shape)
@@ -262,110 +260,117 @@ class BaseLocallyConnected(keras.layers.Layer):
         outputs = ops.transpose(outputs, from_position_major)
         return self.activation(outputs) if self.activation is not None else outputs
 
-    def _position_blocks(self, batch: int | None) -> list[tuple[int, int, np.ndarray, int, int]]:
-        """Blocks of consecutive positions: (start, stop, index - low, low, high).
+    def _group_kernel(self, kernel, first: int, count: int):
+        """The kernel rows of `count` consecutive offsets from `first`: `(P, depth, F)`.
 
-        `low`/`high` bound the padded input cells the block reads; both only grow from one
-        block to the next (positions and offsets are row-major), which lets the backward
-        add each block's input gradient into a band instead of a full-size tensor.
+        A slice of the legacy layout (no copy of the whole kernel): contiguous rows for
+        channels_last (patch order `(*kernel, C)`), a strided view for channels_first
+        (`(C, *kernel)`), with rows in the group's patch order in both.
         """
-        patch_size = self._kernel_volume * self._channels
-        per_block = max(1, _BLOCK_PATCH_ENTRIES // (patch_size * (batch or _ASSUMED_BATCH)))
-        blocks = []
-        for start in range(0, self._positions, per_block):
-            stop = min(start + per_block, self._positions)
-            index = self._index[start * self._kernel_volume : stop * self._kernel_volume]
-            low, high = int(index.min()), int(index.max()) + 1
-            blocks.append((start, stop, index - low, low, high))
-        return blocks
+        if self.data_format == "channels_last":
+            channels = self._channels
+            return kernel[:, first * channels : (first + count) * channels]
+        kernel = ops.reshape(kernel, (self._positions, self._channels, self._kernel_volume, -1))
+        return ops.reshape(kernel[:, :, first : first + count], (self._positions, -1, self.filters))
 
-    def _patches(self, x, index, positions: int):
-        """Patches `(positions, patch_size, batch)` in the kernel's patch order."""
-        patches = ops.take(x, index, axis=0)  # (positions * kvol, C, batch)
-        if self.data_format == "channels_first":
-            patches = ops.reshape(patches, (positions, self._kernel_volume, self._channels, -1))
-            patches = ops.transpose(patches, (0, 2, 1, 3))
-        return ops.reshape(patches, (positions, self._kernel_volume * self._channels, -1))
+    def _group_patches(self, x, offsets):
+        """`(P, depth, batch)` patches of a run of offsets: strided slices of the input,
+        stacked in the kernel's patch order (one slice, no copy, for a single offset)."""
+        pieces = [x[self._window(offset)] for offset in offsets]  # (*out, C, batch) each
+        if len(pieces) > 1:
+            axis = self.rank if self.data_format == "channels_last" else self.rank + 1
+            pieces = [ops.stack(pieces, axis=axis)]
+        depth = len(offsets) * self._channels
+        return ops.reshape(pieces[0], (self._positions, depth, -1))
 
-    def _scatter_patches(self, patches_grad, index, positions: int, cells: int):
-        """Inverse of `_patches` for gradients: add every patch entry back to its input cell."""
-        if self.data_format == "channels_first":
-            patches_grad = ops.reshape(
-                patches_grad, (positions, self._channels, self._kernel_volume, -1)
+    def _place(self, piece, offset):
+        """Inverse of `x[self._window(offset)]`: `piece` `(*out, C, batch)` at the input
+        cells that offset read, zeros elsewhere, `(*padded, C, batch)`."""
+        pads, sizes = [], list(self.output_size)
+        for dim, (o, d, s, n, size) in enumerate(
+            zip(
+                offset,
+                self.dilation_rate,
+                self.strides,
+                self.output_size,
+                self._padded_spatial,
+                strict=True,
             )
-            patches_grad = ops.transpose(patches_grad, (0, 2, 1, 3))
-        patches_grad = ops.reshape(
-            patches_grad, (positions * self._kernel_volume, self._channels, -1)
-        )
-        return ops.segment_sum(patches_grad, index, num_segments=cells)
+        ):
+            if s > 1:  # spread the cells `s` apart: a zero pad on a new axis, then merge
+                piece = ops.expand_dims(piece, dim + 1)
+                widths = [(0, 0)] * (self.rank + 3)
+                widths[dim + 1] = (0, s - 1)
+                sizes[dim] = n * s
+                piece = ops.reshape(ops.pad(piece, widths), (*sizes, self._channels, -1))
+                sizes[dim] = (n - 1) * s + 1
+                piece = piece[(slice(None),) * dim + (slice(0, sizes[dim]),)]
+            pads.append((o * d, size - o * d - (n - 1) * s - 1))
+        return ops.pad(piece, [*pads, (0, 0), (0, 0)])
+
+    def _group_pieces(self, patches_grad, count: int):
+        """Split a run's patch gradient `(P, depth, batch)` into one `(*out, C, batch)`
+        piece per offset (inverse of `_group_patches`)."""
+        shape = (*self.output_size, self._channels, -1)
+        if count == 1:
+            return [ops.reshape(patches_grad, shape)]
+        if self.data_format == "channels_last":
+            grouped = ops.reshape(patches_grad, (*self.output_size, count, self._channels, -1))
+            return [grouped[(Ellipsis, t, slice(None), slice(None))] for t in range(count)]
+        grouped = ops.reshape(patches_grad, (*self.output_size, self._channels, count, -1))
+        return [grouped[(Ellipsis, t, slice(None))] for t in range(count)]
 
     def _local_matmul(self, x, kernel):
-        """`(P, F, batch)` outputs of position-major input `x` `(Q, C, batch)`, block by block.
+        """`(P, F, batch)` outputs of the padded position-major input `x` `(*padded, C, batch)`.
 
-        The patches of all positions (batch x positions x patch size: 500 MB for DeepFace's
-        L4 at batch 32) are never held at once when there are several blocks: the backward
-        recomputes a block's patches (one cheap gather) instead of keeping them. A layer
-        with a single block keeps its patches for the backward instead.
+        One batched matmul per run of kernel offsets (`_offset_groups`), summed: the
+        offset's strided slice of `x` is already `(positions, C, batch)`, and its kernel
+        rows are a slice of the legacy layout. No patch tensor, gather or segment sum.
+        The gradient is written by hand with the same shape (`_gradients`).
         """
-        blocks = self._position_blocks(x.shape[-1])
+        groups = self._offset_groups()
 
         @ops.custom_gradient
         def local_matmul(x, kernel):
-            kept, outputs = [], []
-            for start, stop, index, low, high in blocks:
-                patches = self._patches(x[low:high], index, stop - start)
-                outputs.append(ops.einsum("pkf,pkb->pfb", kernel[start:stop], patches))
-                if len(blocks) == 1:
-                    kept.append(patches)
-            outputs = outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=0)
+            outputs = None
+            for first, offsets in groups:
+                weights = self._group_kernel(kernel, first, len(offsets))
+                y = ops.einsum("pkf,pkb->pfb", weights, self._group_patches(x, offsets))
+                outputs = y if outputs is None else outputs + y
 
             def grad(*args, upstream=None):
                 if upstream is None:
                     (upstream,) = args
-                return self._input_grad(x, kernel, upstream, blocks, kept)
+                return self._gradients(x, kernel, upstream, groups)
 
             return outputs, grad
 
         return local_matmul(x, kernel)
 
-    def _input_grad(self, x, kernel, upstream, blocks, kept):
-        """Gradients of `_local_matmul` for input and kernel, one block at a time.
+    def _gradients(self, x, kernel, upstream, groups):
+        """Input and kernel gradients of `_local_matmul`, one run of offsets at a time.
 
-        Each block's input gradient covers only the band of cells `[low, high)` it read.
-        Bands of consecutive blocks overlap (by about a kernel height), so a running band
-        `pending` holds the cells a later block may still add to; everything below the
-        next block's `low` is final and is set aside, and one concatenate builds the
-        result at the end: no full-size tensor per block.
+        Per run: the kernel gradient `patches @ upstream^T` `(P, depth, F)` and the patch
+        gradient `kernel^T @ upstream` `(P, depth, batch)`, whose per-offset pieces are
+        added at the input cells the offset read. The kernel gradient's runs are joined
+        in the legacy layout at the end.
         """
-        final, kernel_grads = [], []
-        pending, pending_low, pending_high = None, 0, 0
-        for number, (start, stop, index, low, high) in enumerate(blocks):
-            patches = kept[number] if kept else self._patches(x[low:high], index, stop - start)
-            upstream_block = upstream[start:stop]  # (p, F, batch)
-            kernel_grads.append(ops.matmul(patches, ops.transpose(upstream_block, (0, 2, 1))))
-            patches_grad = ops.matmul(kernel[start:stop], upstream_block)  # (p, patch, batch)
-            band = self._scatter_patches(patches_grad, index, stop - start, high - low)
-            if pending is None:
-                if low > 0:
-                    final.append(ops.zeros_like(x[:low]))
-            elif low >= pending_high:
-                final.append(pending)
-                if low > pending_high:
-                    final.append(ops.zeros_like(x[pending_high:low]))
-            else:
-                if low > pending_low:
-                    final.append(pending[: low - pending_low])
-                    pending = pending[low - pending_low :]
-                band = band + ops.pad(pending, [(0, high - pending_high), (0, 0), (0, 0)])
-            pending, pending_low, pending_high = band, low, high
-        final.append(pending)
-        if pending_high < self._padded_positions:
-            final.append(ops.zeros_like(x[pending_high:]))
-        x_grad = final[0] if len(final) == 1 else ops.concatenate(final, axis=0)
-        kernel_grad = (
-            kernel_grads[0] if len(kernel_grads) == 1 else ops.concatenate(kernel_grads, axis=0)
-        )
-        return x_grad, kernel_grad
+        x_grad, kernel_grads = None, []
+        for first, offsets in groups:
+            weights = self._group_kernel(kernel, first, len(offsets))
+            patches = self._group_patches(x, offsets)
+            kernel_grads.append(ops.einsum("pkb,pfb->pkf", patches, upstream))
+            patches_grad = ops.einsum("pkf,pfb->pkb", weights, upstream)
+            for offset, piece in zip(
+                offsets, self._group_pieces(patches_grad, len(offsets)), strict=True
+            ):
+                placed = self._place(piece, offset)
+                x_grad = placed if x_grad is None else x_grad + placed
+        if self.data_format == "channels_last":
+            return x_grad, ops.concatenate(kernel_grads, axis=1)
+        shape = (self._positions, self._channels, -1, self.filters)
+        kernel_grad = ops.concatenate([ops.reshape(g, shape) for g in kernel_grads], axis=2)
+        return x_grad, ops.reshape(kernel_grad, kernel.shape)
 
     def compute_output_shape(self, input_shape):
         output_size, _ = self._geometry(input_shape)
