@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -164,6 +165,11 @@ def _augment(
     return tf.data.Dataset.zip((dataset, seeds)).map(apply, num_parallel_calls=_AUTOTUNE)
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle and augmentation seed of one epoch: a pure function of ``(seed, epoch)``."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
 def build_datasets(
     raw: RawSplits,
     *,
@@ -194,7 +200,11 @@ def build_datasets(
 
     Returns:
         ``DataSplits`` of ``(float32 [b, h, w, c] in [0, 1], int32 [b])`` batches; its spec's
-        ``input_shape`` is the final ``(h, w, c)``.
+        ``input_shape`` is the final ``(h, w, c)``. Its ``train_epochs(first, last, skip)``
+        gives the train batches of epochs ``[first, last)`` in one pass, less the first
+        ``skip``; every epoch's order and augmentation are a pure function of ``(seed,
+        epoch)`` (``epoch_seed``), so a run resumed mid-epoch sees what an uninterrupted one
+        would.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -213,20 +223,29 @@ def build_datasets(
     preprocess = _preprocess_fn(from_files, shape, image_size)
     final_shape = (*(image_size or shape[:2]), shape[2])
 
-    def pipeline(split: tf.data.Dataset, training: bool) -> tf.data.Dataset:
+    def prepared(split: tf.data.Dataset) -> tf.data.Dataset:
         split = split.map(preprocess, num_parallel_calls=_AUTOTUNE)
-        if cache:
-            split = split.cache()
-        if training:
-            split = split.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-            if flip or shift:
-                split = _augment(split, flip, shift, final_shape, seed)
-        return split.batch(batch_size).prefetch(_AUTOTUNE)
+        return split.cache() if cache else split
+
+    def shuffled(examples: tf.data.Dataset, order_seed: int, reshuffle: bool) -> tf.data.Dataset:
+        examples = examples.shuffle(
+            shuffle_buffer, seed=order_seed, reshuffle_each_iteration=reshuffle
+        )
+        if flip or shift:
+            examples = _augment(examples, flip, shift, final_shape, order_seed)
+        return examples.batch(batch_size)
+
+    train_examples = prepared(raw.train)
+
+    def train_epochs(first: int, last: int, skip: int = 0) -> tf.data.Dataset:
+        epochs = [shuffled(train_examples, epoch_seed(seed, e), False) for e in range(first, last)]
+        return functools.reduce(tf.data.Dataset.concatenate, epochs).skip(skip).prefetch(_AUTOTUNE)
 
     return DataSplits(
-        train=pipeline(raw.train, training=True),
-        validation=pipeline(raw.validation, training=False),
-        test=pipeline(raw.test, training=False),
+        train=shuffled(train_examples, seed, True).prefetch(_AUTOTUNE),
+        validation=prepared(raw.validation).batch(batch_size).prefetch(_AUTOTUNE),
+        test=prepared(raw.test).batch(batch_size).prefetch(_AUTOTUNE),
+        train_epochs=train_epochs,
         spec=DataSpec(
             name=raw.name,
             input_shape=final_shape,

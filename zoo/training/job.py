@@ -16,6 +16,9 @@ from zoo import console, plots, tracking
 from zoo.data import load_data, load_raw
 from zoo.data.spec import DataSplits
 from zoo.export import check_formats, export_model
+from zoo.tracking import lifecycle
+from zoo.training import resume
+from zoo.training.state import TrainingState
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +61,52 @@ def make_callbacks(cfg: DictConfig, output_dir: Path) -> list[keras.callbacks.Ca
     return callbacks
 
 
-def fit(model: keras.Model, data: DataSplits, cfg: DictConfig, callbacks: list) -> dict:
-    """`model.fit`; Ctrl-C stops training early but keeps (and logs) what was learned."""
-    history = keras.callbacks.History()
-    try:
-        model.fit(
-            data.train,
-            validation_data=data.validation,
+def set_determinism(deterministic: bool) -> None:
+    """`trainer.deterministic`: the same ops in the same order give the same bits, so a
+    resumed run ends with the weights of an uninterrupted one (seeds are always set)."""
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def fit(
+    model: keras.Model,
+    data: DataSplits,
+    cfg: DictConfig,
+    callbacks: list,
+    session: resume.Session,
+) -> dict:
+    """`model.fit` from where `session`'s checkpoint left off (or the start), checkpointing
+    every `trainer.checkpoint.every_steps` steps and at each epoch end; the epoch history."""
+    steps = known_length(data.train) or sum(1 for _ in data.train)
+    state = TrainingState(
+        session.checkpoint_dir,
+        cfg.trainer.checkpoint.every_steps,
+        cfg.trainer.checkpoint.keep,
+        steps,
+        stateful=callbacks,
+        flag=session.flag,
+        resume_from=session.checkpoint,
+        before_save=lifecycle.flush,
+        after_save=lambda _step: lifecycle.heartbeat(),
+    )
+    with session.flag.deferred():
+        resume.fit_phases(
+            model,
+            data,
+            [*callbacks, state],
+            epoch=state.epoch,
+            step=state.step,
             epochs=cfg.trainer.epochs,
-            shuffle=False,  # the tf.data pipeline shuffles, reseeded every epoch
-            callbacks=[*callbacks, history],
+            steps_per_epoch=steps,
             verbose=console.keras_verbosity(cfg.trainer.verbose),
         )
-    except KeyboardInterrupt:
-        log.warning("Interrupted: stopping training and logging the model as it is now.")
-        tracking.set_tags({"interrupted": "true"})
-    return history.history
+    return state.history
+
+
+def known_length(dataset: tf.data.Dataset) -> int | None:
+    """Batches per pass over `dataset`, or None when tf.data cannot tell."""
+    length = int(dataset.cardinality())
+    return length if length >= 0 else None
 
 
 def model_summary(model: keras.Model) -> str:
@@ -99,6 +132,7 @@ def best_value(history: dict, monitor: str, mode: str) -> float:
 def train(cfg: DictConfig, output_dir: Path) -> float:
     """Train `cfg.model` on `cfg.data`, log everything to MLflow, return the best monitor value."""
     keras.utils.set_random_seed(cfg.seed)
+    set_determinism(cfg.trainer.get("deterministic", False))
     set_precision(cfg.trainer.precision)
     export_formats = check_formats(list(cfg.export.formats))  # fail before training, not after
     gpus = tf.config.list_physical_devices("GPU")
@@ -109,11 +143,13 @@ def train(cfg: DictConfig, output_dir: Path) -> float:
     compile_model(model, cfg, data.spec.num_classes)
     tags = {"model": cfg.model.name, "data": cfg.data.name, "device": "GPU" if gpus else "CPU"}
 
-    with tracking.start_run(cfg, f"{cfg.model.name}-{cfg.data.name}", tags, output_dir) as run:
-        tracking.log_metrics({"parameters": model.count_params()})
-        tracking.log_text(model_summary(model), "model_summary.txt")
-        tracking.log_datasets(load_raw(cfg.data, seed=cfg.seed), cfg.data.source, cfg.seed)
-        history = fit(model, data, cfg, make_callbacks(cfg, output_dir))
+    with resume.session(cfg, f"{cfg.model.name}-{cfg.data.name}", tags, output_dir) as session:
+        if not session.resumed:
+            tracking.log_metrics({"parameters": model.count_params()})
+            tracking.log_text(model_summary(model), "model_summary.txt")
+            tracking.log_datasets(load_raw(cfg.data, seed=cfg.seed), cfg.data.source, cfg.seed)
+        callbacks = make_callbacks(cfg, session.output_dir)
+        history = fit(model, data, cfg, callbacks, session)
         if history:
             tracking.log_figure(plots.learning_curves(history), "plots/learning_curves.png")
         if cfg.data.get("split", {}).get("by") == "identity":
@@ -129,7 +165,7 @@ def train(cfg: DictConfig, output_dir: Path) -> float:
         if export_formats:
             results = export_model(model, export_formats, output_dir / "exports", example)
             tracking.log_exports(output_dir / "exports", results)
-        log.info("Finished MLflow run %s", run.info.run_id)
+        log.info("Finished MLflow run %s", session.run_id)
     if not history:  # interrupted before the first epoch ended
         return float("nan")
     return best_value(history, cfg.trainer.monitor, cfg.trainer.monitor_mode)

@@ -1,0 +1,260 @@
+"""The training state a resumed run needs, saved every few steps and restored on resume.
+
+One `TrainingState` callback (the last one `fit` calls) owns it: model variables (weights and
+the layers' random-seed state), optimizer variables (slots, iteration count, learning
+rate), the running metric totals of the current epoch, every stateful callback's attributes
+(early-stopping patience and best value and weights, plateau counters, the best
+checkpoint's value), Python's and NumPy's global random state, the position (epoch, step
+within it) and the epoch history. It also stops training at the first non-finite loss and,
+after a SIGTERM/SIGINT, checkpoints at the end of the current step and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from zoo.training import checkpoint
+from zoo.training.signals import SignalFlag
+
+log = logging.getLogger(__name__)
+
+_SCALARS = (bool, int, float, str, type(None))
+_NOT_STATE = ("params", "model", "_model", "validation_data")
+_COST_WARNING = 0.05  # warn when checkpointing takes more than 5 % of training time
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a NaN or Inf loss (or weights); nothing non-finite was saved."""
+
+    def __init__(self, what: str, epoch: int, step: int) -> None:
+        super().__init__(
+            f"non-finite {what} at epoch {epoch} step {step}: training stopped, the last "
+            "finite checkpoint is kept; lower the learning rate (optimizer.learning_rate) or "
+            "check the data"
+        )
+        self.epoch = epoch
+        self.step = step
+
+
+def _callback_state(callback: keras.callbacks.Callback, prefix: str, arrays: dict) -> dict:
+    """Plain attributes of `callback` as JSON; its arrays (and lists of them) into `arrays`."""
+    scalars: dict[str, Any] = {}
+    lists: dict[str, int] = {}
+    for name, value in vars(callback).items():
+        if name in _NOT_STATE:
+            continue
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, _SCALARS):
+            scalars[name] = value
+        elif isinstance(value, np.ndarray):
+            arrays[f"{prefix}/{name}"] = value
+        elif isinstance(value, list) and value and all(isinstance(v, np.ndarray) for v in value):
+            lists[name] = len(value)
+            arrays.update({f"{prefix}/{name}/{i}": v for i, v in enumerate(value)})
+    return {"class": type(callback).__name__, "scalars": scalars, "lists": lists}
+
+
+def _restore_callback(callback, saved: dict, prefix: str, arrays: dict) -> None:
+    if saved["class"] != type(callback).__name__:
+        raise ValueError(
+            f"the checkpoint's callback {saved['class']} is a {type(callback).__name__} now: "
+            "resume with the same trainer.callbacks"
+        )
+    for name, value in saved["scalars"].items():
+        setattr(callback, name, value)
+    for name, count in saved["lists"].items():
+        setattr(callback, name, [arrays[f"{prefix}/{name}/{i}"] for i in range(count)])
+    for key, value in arrays.items():
+        name = key.removeprefix(f"{prefix}/")
+        if key.startswith(f"{prefix}/") and "/" not in name:
+            setattr(callback, name, value)
+
+
+def _assign(variables: list, arrays: dict, prefix: str, what: str) -> None:
+    saved = sorted(
+        (k for k in arrays if k.startswith(f"{prefix}/")), key=lambda k: int(k[len(prefix) + 1 :])
+    )
+    if len(saved) != len(variables):
+        raise ValueError(
+            f"the checkpoint holds {len(saved)} {what} variables, the model has "
+            f"{len(variables)}: resume with the same model and optimizer config"
+        )
+    for variable, key in zip(variables, saved, strict=True):
+        if tuple(variable.shape) != arrays[key].shape:
+            raise ValueError(
+                f"{what} variable {variable.path} has shape {tuple(variable.shape)}, the "
+                f"checkpoint's has {arrays[key].shape}: resume with the same config"
+            )
+        variable.assign(arrays[key])
+
+
+class TrainingState(keras.callbacks.Callback):
+    """Checkpoint every `every_steps` steps and at every epoch end; restore `resume_from`.
+
+    Args:
+        directory: where the checkpoint files go.
+        every_steps: optimizer steps between mid-epoch checkpoints.
+        keep: checkpoints kept (the newest; older ones go once a new one is complete).
+        steps_per_epoch: batches per epoch.
+        stateful: the callbacks whose state is saved and restored with the model.
+        flag: the signal flag; a raised flag checkpoints and stops at the end of the step.
+        resume_from: the checkpoint to restore, or None for a fresh start.
+        before_save: called before each epoch-end checkpoint (flush metric logging).
+        after_save: called with the global step after each checkpoint.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        every_steps: int,
+        keep: int,
+        steps_per_epoch: int,
+        stateful: list[keras.callbacks.Callback],
+        flag: SignalFlag,
+        resume_from: checkpoint.Checkpoint | None = None,
+        before_save: Callable[[], None] | None = None,
+        after_save: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(every_steps, int) or every_steps < 1:
+            raise ValueError(
+                f"trainer.checkpoint.every_steps must be a whole number >= 1, got {every_steps!r}"
+            )
+        self.directory = Path(directory)
+        self.every_steps = every_steps
+        self.keep = keep
+        self.steps_per_epoch = steps_per_epoch
+        self.stateful = stateful
+        self.flag = flag
+        self.before_save = before_save
+        self.after_save = after_save
+        self._resume_from = resume_from
+        self._restore_metrics = resume_from is not None and resume_from.meta["epoch_step"] > 0
+        meta = resume_from.meta if resume_from else {}
+        self.epoch: int = meta.get("epoch", 0)
+        self.step: int = meta.get("epoch_step", 0)
+        self.history: dict[str, list[float]] = meta.get("history", {})
+        self._cost_warned = False
+        self._since_save = time.perf_counter()
+
+    @property
+    def global_step(self) -> int:
+        return self.epoch * self.steps_per_epoch + self.step
+
+    # ------------------------------------------------------------------ restore
+    def on_train_begin(self, logs=None) -> None:
+        if self._resume_from is None:
+            return
+        arrays, meta = self._resume_from.arrays, self._resume_from.meta
+        _assign(self.model.variables, arrays, "model", "model")
+        optimizer = self.model.optimizer
+        if not optimizer.built:  # built at the first step otherwise: too late to restore
+            optimizer.build(self.model.trainable_variables)
+        _assign(optimizer.variables, arrays, "optimizer", "optimizer")
+        for index, (callback, saved) in enumerate(
+            zip(self.stateful, meta["callbacks"], strict=True)
+        ):
+            _restore_callback(callback, saved, f"callback/{index}", arrays)
+        random.setstate(
+            (meta["python_random"][0], tuple(meta["python_random"][1]), meta["python_random"][2])
+        )
+        np.random.set_state(("MT19937", arrays["numpy_random/keys"], *meta["numpy_random"]))
+        log.info(
+            "Resumed from %s: epoch %d, step %d of %d",
+            self._resume_from.path,
+            self.epoch,
+            self.step,
+            self.steps_per_epoch,
+        )
+        self._since_save = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        if self._restore_metrics:  # the running totals of the interrupted epoch
+            _assign(self.model.metrics_variables, self._resume_from.arrays, "metrics", "metric")
+            self._restore_metrics = False
+        else:
+            self.epoch, self.step = epoch, 0
+        self._resume_from = None
+
+    # --------------------------------------------------------------------- save
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        self.step += 1
+        loss = float(np.asarray((logs or {}).get("loss", 0.0)))
+        if not math.isfinite(loss):
+            raise NonFiniteError(f"loss ({loss})", self.epoch, self.step)
+        if self.step == self.steps_per_epoch:
+            return  # the epoch-end checkpoint follows validation (and acts on a signal)
+        if self.flag.received is not None:
+            self.save()
+            self.flag.check()
+        if self.step % self.every_steps == 0:
+            self.save()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        for name, value in (logs or {}).items():
+            self.history.setdefault(name, []).append(float(value))
+        self.epoch, self.step = epoch + 1, 0
+        if self.before_save:
+            self.before_save()
+        self.save()
+        self.flag.check()
+
+    def save(self) -> Path:
+        """Write the current state as checkpoint `global_step` (never non-finite weights)."""
+        started = time.perf_counter()
+        arrays: dict[str, np.ndarray] = {}
+        for prefix, variables in (
+            ("model", self.model.variables),
+            ("optimizer", self.model.optimizer.variables),
+            ("metrics", self.model.metrics_variables),
+        ):
+            arrays.update({f"{prefix}/{i}": np.asarray(v.numpy()) for i, v in enumerate(variables)})
+        weights = [arrays[f"model/{i}"] for i, v in enumerate(self.model.variables) if v.trainable]
+        if not all(np.isfinite(w).all() for w in weights):
+            raise NonFiniteError("weights", self.epoch, self.step)
+        callbacks = [
+            _callback_state(callback, f"callback/{i}", arrays)
+            for i, callback in enumerate(self.stateful)
+        ]
+        version, python_state, gauss = random.getstate()
+        _, keys, position, has_gauss, cached = np.random.get_state()
+        arrays["numpy_random/keys"] = keys
+        meta = {
+            "epoch": self.epoch,
+            "epoch_step": self.step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "history": self.history,
+            "callbacks": callbacks,
+            "python_random": [version, list(python_state), gauss],
+            "numpy_random": [int(position), int(has_gauss), float(cached)],
+            "time": time.time(),
+        }
+        path = checkpoint.write(self.directory, self.global_step, arrays, meta, self.keep)
+        self._check_cost(time.perf_counter() - started)
+        if self.after_save:
+            self.after_save(self.global_step)
+        return path
+
+    def _check_cost(self, seconds: float) -> None:
+        elapsed = time.perf_counter() - self._since_save
+        self._since_save = time.perf_counter()
+        if not self._cost_warned and elapsed > 0 and seconds > _COST_WARNING * elapsed:
+            self._cost_warned = True
+            log.warning(
+                "Checkpointing took %.2f s, %.0f %% of the %.2f s of training since the last "
+                "one; raise trainer.checkpoint.every_steps (now %d) to spend less",
+                seconds,
+                100 * seconds / elapsed,
+                elapsed,
+                self.every_steps,
+            )
