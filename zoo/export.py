@@ -13,6 +13,7 @@ only matters for training and is not part of any inference graph.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -34,6 +35,8 @@ FORMATS = ("saved_model", "keras", "onnx", "litert")
 SERVING_ENDPOINT = "serve"  # the signature name users call: loaded.signatures["serve"]
 ONNX_OPSET = 17
 ONNX_GRAPH_PASSES = ("remove_identity", "remove_back_to_back")
+# The packages each format's exporter and its reload check import (the `export` extra).
+_RUNTIMES = {"onnx": ("tf2onnx", "onnx", "onnxruntime"), "litert": ("ai_edge_litert",)}
 TOLERANCE = 1e-4  # outputs are softmax probabilities / activations; float32 re-ordering only
 
 
@@ -70,6 +73,14 @@ def check_formats(formats: list[str]) -> list[str]:
             f"export.formats: unknown format(s) {unknown}; choose from {list(FORMATS)}, "
             f"e.g. export.formats=[{','.join(FORMATS)}] or export=all"
         )
+    for fmt in formats:
+        missing = [m for m in _RUNTIMES.get(fmt, ()) if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ValueError(
+                f"export.formats: {fmt} needs {', '.join(missing)}, which is not installed; "
+                "install the export extra: pip install -e '.[export]' (or drop "
+                f"{fmt} from export.formats)"
+            )
     return list(dict.fromkeys(formats))
 
 

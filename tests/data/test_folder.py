@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ def test_classes_are_sorted_sub_folders(tmp_path: Path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "stray.png").write_bytes(b"")  # Not inside a class folder: ignored.
 
-    examples = load_folder(str(tmp_path))
+    examples = load_folder(str(tmp_path), skip_bad=True)  # notes.txt and empty/ left out
     assert examples.name == tmp_path.name
     assert examples.class_names == ("ant", "zebra")
     assert examples.from_files
@@ -63,3 +64,49 @@ def test_no_images(tmp_path: Path):
     (tmp_path / "cats" / "readme.txt").write_text("")
     with pytest.raises(ValueError, match=r"\['cats'\] but no images"):
         load_folder(str(tmp_path))
+
+
+def _folder_with(tmp_path: Path, name: str, data: bytes) -> Path:
+    write_png(tmp_path / "cats" / "good.png")
+    write_png(tmp_path / "dogs" / "good.png", 255)
+    bad = tmp_path / "dogs" / name
+    bad.write_bytes(data)
+    return bad
+
+
+def _png_bytes(size=(32, 32)) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, size, np.uint8)).save(
+        buffer, "PNG"
+    )
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("truncated.png", _png_bytes()[:-200], "cannot be decoded as an image"),
+        ("corrupt.jpg", b"\xff\xd8\xff\xe0 not really a jpeg", "cannot be decoded as an image"),
+        ("broken.pgm", b"P5\n4 3\n255\n\x00\x01", "cannot be decoded as an image"),
+        ("notes.txt", b"not an image", "not an image file"),
+    ],
+)
+def test_bad_file_is_one_line_naming_it_and_the_fix(tmp_path: Path, name, data, reason):
+    bad = _folder_with(tmp_path, name, data)
+    with pytest.raises(ValueError) as error:
+        load_folder(str(tmp_path))
+    message = str(error.value)
+    assert "\n" not in message
+    assert f"{bad}: {reason}" in message
+    assert "data.source.skip_bad=true (1 found)" in message
+    examples = load_folder(str(tmp_path), skip_bad=True)
+    assert [Path(p).name for p in examples.images] == ["good.png", "good.png"]
+
+
+def test_empty_class_folder_is_an_error_unless_skipped(tmp_path: Path, caplog):
+    write_png(tmp_path / "cats" / "good.png")
+    (tmp_path / "dogs").mkdir()
+    with pytest.raises(ValueError, match=r"dogs: class folder without images; fix or remove"):
+        load_folder(str(tmp_path))
+    assert load_folder(str(tmp_path), skip_bad=True).class_names == ("cats",)
+    assert "skipped 1 bad files and folders" in caplog.text

@@ -153,15 +153,18 @@ def start_child_run(
     parent_run_id: str | None, experiment: str, run_name: str, tags: dict[str, str]
 ) -> Iterator[mlflow.ActiveRun]:
     """A run nested under `parent_run_id` (in its experiment), or a top-level run in
-    `experiment` when there is no parent (e.g. a model from a `.keras` file)."""
+    `experiment` when there is no parent (e.g. a model from a `.keras` file).
+
+    The parent is linked by the `mlflow.parentRunId` tag (what the UI nests by) and never
+    re-opened: a finished training run's status and times do not change, whatever
+    happens to its evaluation.
+    """
     if parent_run_id:
         experiment_id = _get_run(parent_run_id).info.experiment_id  # the child lives beside it
-        with (
-            mlflow.start_run(run_id=parent_run_id),
-            mlflow.start_run(
-                run_name=run_name, nested=True, tags=tags, experiment_id=experiment_id
-            ) as run,
-        ):
+        child_tags = {**tags, "mlflow.parentRunId": parent_run_id}
+        with mlflow.start_run(
+            run_name=run_name, tags=child_tags, experiment_id=experiment_id
+        ) as run:
             yield run
         return
     mlflow.set_experiment(experiment)
