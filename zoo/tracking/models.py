@@ -98,10 +98,14 @@ def log_model(
     return info.model_uri
 
 
+# A model from elsewhere never runs code while loading (Keras' default, stated so it stays).
+SAFE = {"safe_mode": True}
+
+
 def load_keras_model(model_uri: str) -> keras.Model:
     """The Keras model behind an MLflow model URI (`runs:/<id>/model`, `models:/<name>/<v>`)."""
     try:
-        return mlflow.keras.load_model(model_uri)
+        return mlflow.keras.load_model(model_uri, load_model_kwargs=SAFE)
     except (OSError, mlflow.exceptions.MlflowException) as err:
         raise ValueError(
             f"model_uri={model_uri!r} could not be loaded ({str(err).splitlines()[0]}); "
@@ -128,4 +132,4 @@ class KerasPredictor:
 
 def _load_pyfunc(path: str) -> KerasPredictor:
     """Called by `mlflow.pyfunc.load_model` with the model's local directory."""
-    return KerasPredictor(mlflow.keras.load_model(path))
+    return KerasPredictor(mlflow.keras.load_model(path, load_model_kwargs=SAFE))
