@@ -19,11 +19,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(command: list[str], ready_url: str, log: Path, timeout: float = 180) -> Iterator[None]:
+def serving(
+    command: list[str], ready_url: str, log: Path, timeout: float = 180, env: dict | None = None
+) -> Iterator[None]:
     """Run `command` (its own process group) until `ready_url` answers 200; stop it after."""
     with log.open("w") as output:
         process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
     try:
         deadline = time.monotonic() + timeout
@@ -49,6 +55,7 @@ def serving(command: list[str], ready_url: str, log: Path, timeout: float = 180)
             os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        finally:  # children that outlive the server (worker pools, job consumers)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
