@@ -2,12 +2,15 @@
 
     python bench/ops.py matmul [--positions 756] [--batch 32]   # batched-matmul orientations
     python bench/ops.py fold [--rows 14] [--batch 32]           # folding the patch gradient
+    python bench/ops.py offsets [--batch 32]                    # the layer's per-offset ops
 
 `matmul` times the layer's three batched products (forward, kernel gradient, patch
 gradient) in each operand orientation, with operands built in advance, and prints
 GFLOP/s. `fold` times ways of adding a block's patch gradient back onto the input
-(col2im) and checks each against `unsorted_segment_sum`. Medians of 15 calls; each call
-returns four numbers so that no large copy to NumPy is timed.
+(col2im) and checks each against `unsorted_segment_sum`. `offsets` times each kind of op
+of the layer's offsets formulation (one batched matmul per kernel offset), all 81 offsets
+of L4 at once, so that the parts of the layer's step can be compared. Medians of 15
+calls; each call returns four numbers so that no large copy to NumPy is timed.
 """
 
 from __future__ import annotations
@@ -115,17 +118,111 @@ def fold(rows: int, batch: int) -> None:
         print(f"  {fn.__name__:20s} {median_ms(fn):8.2f} ms   max |diff| {error:.1e}", flush=True)
 
 
+def offsets(batch: int) -> None:
+    """The per-offset ops of the layer at L4: each line runs its op for all 81 offsets."""
+    out, size = OUT_WIDTH, OUT_WIDTH + KERNEL - 1
+    positions, grid = out * out, [(i, j) for i in range(KERNEL) for j in range(KERNEL)]
+    x = tf.random.normal((size, size, CHANNELS, batch), seed=0)  # position-major input
+    x_t = tf.random.normal((size, size, batch, CHANNELS), seed=0)
+    kernel = tf.random.normal((positions, PATCH, FILTERS), seed=1)
+    kernel4 = tf.reshape(kernel, (positions, KERNEL * KERNEL, CHANNELS, FILTERS))
+    upstream = tf.random.normal((positions, FILTERS, batch), seed=2)
+    upstream_t = tf.transpose(upstream, (0, 2, 1))
+    window = [
+        tf.reshape(x[i : i + out, j : j + out], (positions, CHANNELS, batch)) for i, j in grid
+    ]
+    window_t = [
+        tf.reshape(x_t[i : i + out, j : j + out], (positions, batch, CHANNELS)) for i, j in grid
+    ]
+    weights = [kernel4[:, o] for o in range(len(grid))]
+    pieces = [tf.reshape(tf.matmul(w, upstream), (out, out, CHANNELS, batch)) for w in weights]
+
+    def total(tensors):
+        return tf.add_n([tf.reduce_sum(t[:1]) for t in tensors])
+
+    def pad_and_add():
+        summed = None
+        for (i, j), piece in zip(grid, pieces, strict=True):
+            placed = tf.pad(piece, [(i, KERNEL - 1 - i), (j, KERNEL - 1 - j), (0, 0), (0, 0)])
+            summed = placed if summed is None else summed + placed
+        return summed
+
+    def rows_then_columns():  # per kernel row: pad and add along the width, then the rows
+        summed = None
+        for i in range(KERNEL):
+            row = None
+            for j in range(KERNEL):
+                placed = tf.pad(
+                    pieces[i * KERNEL + j], [(0, 0), (j, KERNEL - 1 - j), (0, 0), (0, 0)]
+                )
+                row = placed if row is None else row + placed
+            placed = tf.pad(row, [(i, KERNEL - 1 - i), (0, 0), (0, 0), (0, 0)])
+            summed = placed if summed is None else summed + placed
+        return summed
+
+    timings = {
+        "input slices x[i:i+55, j:j+55] (P, C, B)": lambda: total(
+            [tf.reshape(x[i : i + out, j : j + out], (positions, CHANNELS, batch)) for i, j in grid]
+        ),
+        "kernel slices (P, C, F) of the legacy layout": lambda: total(
+            [kernel4[:, o] for o in range(len(grid))]
+        ),
+        "kernel to offset-major (81, P, C, F), one transpose": lambda: tf.transpose(
+            kernel4, (1, 0, 2, 3)
+        ),
+        "forward matmul(W, X, adjoint_a) -> (P, F, B)": lambda: total(
+            [tf.matmul(w, p, adjoint_a=True) for w, p in zip(weights, window, strict=True)]
+        ),
+        "forward einsum pkf,pkb->pfb (layer)": lambda: total(
+            [tf.einsum("pkf,pkb->pfb", w, p) for w, p in zip(weights, window, strict=True)]
+        ),
+        "forward matmul(X^T (P, B, C), W) -> (P, B, F)": lambda: total(
+            [tf.matmul(p, w) for w, p in zip(weights, window_t, strict=True)]
+        ),
+        "forward sum of the 81 products (add)": lambda: tf.add_n(
+            [upstream + float(o) for o in range(len(grid))]
+        ),
+        "dW einsum pkb,pfb->pkf (layer)": lambda: total(
+            [tf.einsum("pkb,pfb->pkf", p, upstream) for p in window]
+        ),
+        "dW matmul(X, dY^T (P, B, F))": lambda: total([tf.matmul(p, upstream_t) for p in window]),
+        "dW (P, B, C) layout: matmul(X^T, dY^T, adjoint_a)": lambda: total(
+            [tf.matmul(p, upstream_t, adjoint_a=True) for p in window_t]
+        ),
+        "dX (P, B, C) layout: matmul(dY^T, W, adjoint_b)": lambda: total(
+            [tf.matmul(upstream_t, w, adjoint_b=True) for w in weights]
+        ),
+        "dX einsum pkf,pfb->pkb (layer)": lambda: total(
+            [tf.einsum("pkf,pfb->pkb", w, upstream) for w in weights]
+        ),
+        "dW concatenate 81 x (P, C, F) -> (P, K, F)": lambda: tf.concat(weights, axis=1),
+        "dX pieces: pad to the input and add (layer)": pad_and_add,
+        "dX pieces: rows, then columns": rows_then_columns,
+    }
+    flops = 2 * positions * CHANNELS * FILTERS * batch * len(grid)
+    print(
+        f"L4: 81 offsets x {positions} x ({FILTERS} x {CHANNELS} x {batch}), "
+        f"{flops / 1e9:.1f} GFLOP"
+    )
+    for name, fn in timings.items():
+        ms = median_ms(fn)
+        rate = f"{flops / ms / 1e6:6.1f} GFLOP/s" if "matmul" in name or "einsum" in name else ""
+        print(f"  {name:54s} {ms:8.2f} ms {rate}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["matmul", "fold"])
+    parser.add_argument("what", choices=["matmul", "fold", "offsets"])
     parser.add_argument("--positions", type=int, default=756, help="matmul: positions")
     parser.add_argument("--rows", type=int, default=14, help="fold: output rows in the block")
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
     if args.what == "matmul":
         matmul(args.positions, args.batch)
-    else:
+    elif args.what == "fold":
         fold(args.rows, args.batch)
+    else:
+        offsets(args.batch)
 
 
 if __name__ == "__main__":

@@ -160,14 +160,51 @@ class BaseLocallyConnected(keras.layers.Layer):
         size = min(len(offsets), max(1, -(-_MIN_DEPTH // self._channels)))
         return [(start, offsets[start : start + size]) for start in range(0, len(offsets), size)]
 
-    def _window(self, offset: Sequence[int]) -> tuple[slice, ...]:
-        """The strided slice of the padded input that kernel offset `offset` reads."""
-        return tuple(
-            slice(o * d, o * d + (n - 1) * s + 1, s)
-            for o, d, n, s in zip(
-                offset, self.dilation_rate, self.output_size, self.strides, strict=True
-            )
-        )
+    def _phase_grid(self) -> list[int]:
+        """Cells per stride phase along each padded spatial dim: `ceil(padded / stride)`."""
+        return [-(-n // s) for n, s in zip(self._padded_spatial, self.strides, strict=True)]
+
+    def _phase_and_start(self, offset: Sequence[int], dims: Sequence[int]):
+        """Stride phase and start in that phase's grid of `offset` along `dims`.
+
+        Offset `o` reads cells `o * dilation + stride * i` of a dim: phase `o * dilation
+        mod stride`, cells `o * dilation // stride + i` of that phase, a unit-stride block.
+        """
+        starts, phase = [], []
+        for o, dim in zip(offset, dims, strict=True):
+            start, p = divmod(o * self.dilation_rate[dim], self.strides[dim])
+            starts.append(start)
+            phase.append(p)
+        return tuple(phase), starts
+
+    def _phase_split(self, x):
+        """A function from a stride phase to that phase's cells of `x` `(*padded, C, batch)`,
+        `(*grid, C, batch)`, each computed once: the input padded to whole strides and
+        reshaped, so no strided slice runs per offset (with unit strides, `x` itself)."""
+        if all(s == 1 for s in self.strides):
+            return lambda phase: x
+        grid = self._phase_grid()
+        extra = [
+            g * s - n for g, s, n in zip(grid, self.strides, self._padded_spatial, strict=True)
+        ]
+        x = ops.pad(x, [*((0, e) for e in extra), (0, 0), (0, 0)])
+        shape = [size for g, s in zip(grid, self.strides, strict=True) for size in (g, s)]
+        x = ops.reshape(x, (*shape, self._channels, -1))
+        cache = {}
+
+        def phase_cells(phase):
+            if phase not in cache:
+                cache[phase] = x[tuple(i for p in phase for i in (slice(None), p))]
+            return cache[phase]
+
+        return phase_cells
+
+    def _window(self, phases, offset: Sequence[int]):
+        """The `(*out, C, batch)` cells of the padded input that kernel offset `offset`
+        reads, a unit-stride slice of its phase (`phases` from `_phase_split`)."""
+        phase, starts = self._phase_and_start(offset, range(self.rank))
+        block = tuple(slice(a, a + n) for a, n in zip(starts, self.output_size, strict=True))
+        return phases(phase)[block]
 
     # --------------------------------------------------------------------- build
     def build(self, input_shape):
@@ -273,40 +310,15 @@ class BaseLocallyConnected(keras.layers.Layer):
         kernel = ops.reshape(kernel, (self._positions, self._channels, self._kernel_volume, -1))
         return ops.reshape(kernel[:, :, first : first + count], (self._positions, -1, self.filters))
 
-    def _group_patches(self, x, offsets):
-        """`(P, depth, batch)` patches of a run of offsets: strided slices of the input,
-        stacked in the kernel's patch order (one slice, no copy, for a single offset)."""
-        pieces = [x[self._window(offset)] for offset in offsets]  # (*out, C, batch) each
+    def _group_patches(self, phases, offsets):
+        """`(P, depth, batch)` patches of a run of offsets: slices of the input's stride
+        phases, stacked in the kernel's patch order (one slice for a single offset)."""
+        pieces = [self._window(phases, offset) for offset in offsets]  # (*out, C, batch)
         if len(pieces) > 1:
             axis = self.rank if self.data_format == "channels_last" else self.rank + 1
             pieces = [ops.stack(pieces, axis=axis)]
         depth = len(offsets) * self._channels
         return ops.reshape(pieces[0], (self._positions, depth, -1))
-
-    def _place(self, piece, offset):
-        """Inverse of `x[self._window(offset)]`: `piece` `(*out, C, batch)` at the input
-        cells that offset read, zeros elsewhere, `(*padded, C, batch)`."""
-        pads, sizes = [], list(self.output_size)
-        for dim, (o, d, s, n, size) in enumerate(
-            zip(
-                offset,
-                self.dilation_rate,
-                self.strides,
-                self.output_size,
-                self._padded_spatial,
-                strict=True,
-            )
-        ):
-            if s > 1:  # spread the cells `s` apart: a zero pad on a new axis, then merge
-                piece = ops.expand_dims(piece, dim + 1)
-                widths = [(0, 0)] * (self.rank + 3)
-                widths[dim + 1] = (0, s - 1)
-                sizes[dim] = n * s
-                piece = ops.reshape(ops.pad(piece, widths), (*sizes, self._channels, -1))
-                sizes[dim] = (n - 1) * s + 1
-                piece = piece[(slice(None),) * dim + (slice(0, sizes[dim]),)]
-            pads.append((o * d, size - o * d - (n - 1) * s - 1))
-        return ops.pad(piece, [*pads, (0, 0), (0, 0)])
 
     def _group_pieces(self, patches_grad, count: int):
         """Split a run's patch gradient `(P, depth, batch)` into one `(*out, C, batch)`
@@ -332,40 +344,87 @@ class BaseLocallyConnected(keras.layers.Layer):
 
         @ops.custom_gradient
         def local_matmul(x, kernel):
+            phases = self._phase_split(x)
             outputs = None
             for first, offsets in groups:
                 weights = self._group_kernel(kernel, first, len(offsets))
-                y = ops.einsum("pkf,pkb->pfb", weights, self._group_patches(x, offsets))
+                y = ops.einsum("pkf,pkb->pfb", weights, self._group_patches(phases, offsets))
                 outputs = y if outputs is None else outputs + y
 
             def grad(*args, upstream=None):
                 if upstream is None:
                     (upstream,) = args
-                return self._gradients(x, kernel, upstream, groups)
+                return self._gradients(phases, kernel, upstream, groups)
 
             return outputs, grad
 
         return local_matmul(x, kernel)
 
-    def _gradients(self, x, kernel, upstream, groups):
+    def _input_gradient(self, pieces):
+        """The sum of every offset's input-gradient piece at the cells that offset read.
+
+        `pieces` yields `(offset, piece)`, piece `(*out, C, batch)`. The cells an offset
+        reads are one stride phase of the padded input (`o * dilation mod stride` per
+        dim) and, within that phase's grid of `ceil(padded / stride)` cells, a block
+        starting at `o * dilation // stride`: so a piece is placed by zero padding alone,
+        and every sum is over tensors about the size of a piece. Pieces are first summed
+        along the last spatial dim (a band per leading offset), then the bands into their
+        phase, and the phases are interleaved at the end (with unit strides, the one
+        phase is the padded input).
+        """
+        grid = self._phase_grid()
+
+        def place(offset, dims):
+            """Pad widths and phase of `offset` in `dims` of the phase grid."""
+            phase, starts = self._phase_and_start(offset, dims)
+            sizes = [(grid[d], self.output_size[d]) for d in dims]
+            widths = [(a, g - a - n) for a, (g, n) in zip(starts, sizes, strict=True)]
+            return widths, phase
+
+        def accumulate(sums, key, tensor):
+            sums[key] = sums[key] + tensor if key in sums else tensor
+
+        bands, lead = {}, [(0, 0)] * (self.rank - 1)
+        for offset, piece in pieces:
+            widths, phase = place(offset[-1:], [self.rank - 1])
+            band = ops.pad(piece, [*lead, *widths, (0, 0), (0, 0)])
+            accumulate(bands, (offset[:-1], phase), band)
+        phases = {}
+        for (offset, last_phase), band in bands.items():
+            widths, phase = place(offset, range(self.rank - 1))
+            accumulate(phases, phase + last_phase, ops.pad(band, [*widths, (0, 0), (0, 0), (0, 0)]))
+        if all(s == 1 for s in self.strides):
+            return phases[(0,) * self.rank]
+        zeros = ops.zeros_like(next(iter(phases.values())))
+        every_phase = itertools.product(*(range(s) for s in self.strides))
+        grads = ops.stack([phases.get(phase, zeros) for phase in every_phase], axis=0)
+        grads = ops.reshape(grads, (*self.strides, *grid, self._channels, -1))
+        interleaved = [axis for dim in range(self.rank) for axis in (self.rank + dim, dim)]
+        grads = ops.transpose(grads, (*interleaved, 2 * self.rank, 2 * self.rank + 1))
+        full = [g * s for g, s in zip(grid, self.strides, strict=True)]
+        grads = ops.reshape(grads, (*full, self._channels, -1))
+        return grads[tuple(slice(0, n) for n in self._padded_spatial)]
+
+    def _gradients(self, phases, kernel, upstream, groups):
         """Input and kernel gradients of `_local_matmul`, one run of offsets at a time.
 
         Per run: the kernel gradient `patches @ upstream^T` `(P, depth, F)` and the patch
         gradient `kernel^T @ upstream` `(P, depth, batch)`, whose per-offset pieces are
-        added at the input cells the offset read. The kernel gradient's runs are joined
-        in the legacy layout at the end.
+        added at the input cells the offset read (`_input_gradient`). The kernel
+        gradient's runs are joined in the legacy layout at the end.
         """
-        x_grad, kernel_grads = None, []
-        for first, offsets in groups:
-            weights = self._group_kernel(kernel, first, len(offsets))
-            patches = self._group_patches(x, offsets)
-            kernel_grads.append(ops.einsum("pkb,pfb->pkf", patches, upstream))
-            patches_grad = ops.einsum("pkf,pfb->pkb", weights, upstream)
-            for offset, piece in zip(
-                offsets, self._group_pieces(patches_grad, len(offsets)), strict=True
-            ):
-                placed = self._place(piece, offset)
-                x_grad = placed if x_grad is None else x_grad + placed
+        kernel_grads = []
+
+        def pieces():
+            for first, offsets in groups:
+                weights = self._group_kernel(kernel, first, len(offsets))
+                patches = self._group_patches(phases, offsets)
+                kernel_grads.append(ops.einsum("pkb,pfb->pkf", patches, upstream))
+                patches_grad = ops.einsum("pkf,pfb->pkb", weights, upstream)
+                split = self._group_pieces(patches_grad, len(offsets))
+                yield from zip(offsets, split, strict=True)
+
+        x_grad = self._input_gradient(pieces())
         if self.data_format == "channels_last":
             return x_grad, ops.concatenate(kernel_grads, axis=1)
         shape = (self._positions, self._channels, -1, self.filters)
