@@ -9,6 +9,7 @@ expected, and the MLflow store is checked: run status, tags, one value per metri
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,8 +97,22 @@ def resume_command(output: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    store = tmp_path_factory.mktemp("reference")
+def empty_store(tmp_path_factory):
+    """An MLflow SQLite file with its tables made: each test copies it, no process waits for
+    MLflow's schema migrations."""
+    path = tmp_path_factory.mktemp("empty") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").create_experiment("tests")
+    return path
+
+
+def new_store(directory, empty_store):
+    shutil.copy(empty_store, directory / "mlflow.db")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, empty_store):
+    store = new_store(tmp_path_factory.mktemp("reference"), empty_store)
     code, output = train(store)
     assert code == 0, output[-3000:]
     client, (run,) = runs(store)
@@ -106,67 +121,72 @@ def reference(tmp_path_factory):
     return {"state": final_state(run), "metrics": epoch_metrics(client, run.info.run_id)}
 
 
-def test_sigkill_twice_and_sigterm_then_resume_ends_as_uninterrupted(tmp_path, reference):
+@pytest.mark.slow
+def test_killed_preempted_and_damaged_runs_resume_to_the_uninterrupted_result(
+    tmp_path, reference, empty_store
+):
+    """SIGKILL at two seeded random steps, SIGKILL inside a checkpoint write with the newest
+    complete checkpoint then damaged, SIGTERM; then the printed resume command."""
+    store = new_store(tmp_path, empty_store)
     rng = np.random.default_rng(11)  # seeded: a failure names steps that reproduce it
-    first, second, third = sorted(rng.choice(np.arange(2, EPOCHS * STEPS_PER_EPOCH), 3, False))
+    total = EPOCHS * STEPS_PER_EPOCH
+    first, second = sorted(rng.choice(np.arange(EVERY + 1, total - 4 * EVERY), 2, replace=False))
+    in_write = (second // EVERY + 2) * EVERY  # a checkpoint step after the second kill
+    term = int(rng.integers(in_write + 1, total))  # before the last step
 
-    code, output = train(tmp_path, fault=f"kill@{first}")
+    code, output = train(store, fault=f"kill@{first}")
     assert code == -signal.SIGKILL, output[-3000:]
-    _, (run,) = runs(tmp_path)
+    _, (run,) = runs(store)
     assert run.info.status == "RUNNING"  # what MLflow alone leaves behind
 
-    code, output = train(tmp_path, "resume=auto", fault=f"kill@{second}")
+    code, output = train(store, "resume=auto", fault=f"kill@{second}")
     assert code == -signal.SIGKILL, output[-3000:]
-    _, (killed,) = runs(tmp_path)  # one run: resumed, not a new one
+    _, (killed,) = runs(store)  # one run: resumed, not a new one
     assert killed.data.tags["zoo.killed_reason"].endswith("is gone")
-    assert int(killed.data.tags["zoo.last_checkpoint_step"]) == first // EVERY * EVERY
+    saved = (first - 1) // EVERY * EVERY  # killed after step `first`, before its checkpoint
+    assert int(killed.data.tags["zoo.last_checkpoint_step"]) == saved
+    assert f"epoch {saved // STEPS_PER_EPOCH}, step {saved % STEPS_PER_EPOCH} of" in output
 
-    code, output = train(tmp_path, "resume=auto", fault=f"term@{third}")
-    assert code == 128 + signal.SIGTERM, output[-3000:]
-    _, (stopped,) = runs(tmp_path)
-    assert stopped.info.status == "KILLED"
-    assert stopped.data.tags["interrupted"] == "SIGTERM"
-    assert int(stopped.data.tags["zoo.last_checkpoint_step"]) == third  # saved at that step
-    assert "Marked run" in output  # the second process's run was reaped at start
-
-    command = resume_command(output)
-    assert f"resume={run.info.run_id}" in command
-    finished = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert finished.returncode == 0, (finished.stdout + finished.stderr)[-3000:]
-    resumed_at = f"epoch {third // STEPS_PER_EPOCH}, step {third % STEPS_PER_EPOCH} of"
-    assert resumed_at in finished.stdout + finished.stderr
-    _, (done,) = runs(tmp_path)
-    assert_same_training(tmp_path, done, reference)
-
-
-def test_kill_in_checkpoint_write_and_damaged_checkpoint_fall_back(tmp_path, reference):
-    at = STEPS_PER_EPOCH + 2 * EVERY  # epoch 1, step 10: checkpoints 20 and 25 are complete
-    code, output = train(tmp_path, fault=f"kill-in-write@{at}")
+    code, output = train(store, f"resume={run.info.run_id}", fault=f"kill-in-write@{in_write}")
     assert code == -signal.SIGKILL, output[-3000:]
-    _, (run,) = runs(tmp_path)
     directory = run.data.tags["zoo.checkpoint_dir"]
     files = checkpoint.list_checkpoints(directory)
-    assert [checkpoint.step_of(p) for p in files] == [at - EVERY, STEPS_PER_EPOCH]
+    assert [checkpoint.step_of(p) for p in files] == [in_write - EVERY, in_write - 2 * EVERY]
     assert any(p.name.endswith(".tmp") for p in os.scandir(directory))  # the half-written one
     newest = files[0]
     data = bytearray(newest.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte in the newest complete checkpoint
     newest.write_bytes(bytes(data))
 
-    code, output = train(tmp_path, f"resume={run.info.run_id}")
-    assert code == 0, output[-3000:]
+    code, output = train(store, "resume=auto", fault=f"term@{term}")
+    assert code == 128 + signal.SIGTERM, output[-3000:]
     assert re.search(rf"Damaged checkpoint: .*{newest.name} fails its sha256 check", output)
-    assert f"epoch 1, step 0 of {STEPS_PER_EPOCH}" in output  # fell back to step 20
-    _, (done,) = runs(tmp_path)
-    assert_same_training(tmp_path, done, reference)
+    fallback = in_write - 2 * EVERY
+    assert f"epoch {fallback // STEPS_PER_EPOCH}, step {fallback % STEPS_PER_EPOCH} of" in output
+    _, (stopped,) = runs(store)
+    assert stopped.info.status == "KILLED"
+    assert stopped.data.tags["interrupted"] == "SIGTERM"
+    assert int(stopped.data.tags["zoo.last_checkpoint_step"]) == term  # saved at that step
+    assert "Stopped by SIGTERM" in output
+
+    command = resume_command(output)
+    assert command[-1] == f"resume={run.info.run_id}"
+    finished = subprocess.run(command, cwd=store, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, (finished.stdout + finished.stderr)[-3000:]
+    resumed_at = f"epoch {term // STEPS_PER_EPOCH}, step {term % STEPS_PER_EPOCH} of"
+    assert resumed_at in finished.stdout + finished.stderr
+    _, (done,) = runs(store)
+    assert_same_training(store, done, reference)
 
 
-def test_nan_loss_fails_the_run_and_writes_nothing_non_finite(tmp_path):
+@pytest.mark.slow
+def test_nan_loss_fails_the_run_and_writes_nothing_non_finite(tmp_path, empty_store):
+    store = new_store(tmp_path, empty_store)
     at = 12
-    code, output = train(tmp_path, fault=f"nan@{at}")
+    code, output = train(store, fault=f"nan@{at}")
     assert code == 1, output[-3000:]
     assert f"non-finite loss (nan) at epoch 0 step {at}" in output
-    client, (run,) = runs(tmp_path)
+    client, (run,) = runs(store)
     assert run.info.status == "FAILED"
     assert run.data.tags["non_finite"] == f"epoch 0 step {at}"
     files = checkpoint.list_checkpoints(run.data.tags["zoo.checkpoint_dir"])

@@ -20,6 +20,18 @@ class EpochMetrics(keras.callbacks.Callback):
     `initial_epoch`.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._logged_epochs = 0
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        # A resumed run can redo an epoch whose metrics are in the store already (its newest
+        # checkpoint was damaged, or the process died between logging and checkpointing);
+        # the redone epoch gives the same values, so they are not logged twice.
+        run_id = mlflow.active_run().info.run_id
+        history = mlflow.MlflowClient().get_metric_history(run_id, "loss")
+        self._logged_epochs = 1 + max((metric.step for metric in history), default=-1)
+
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if logs:
+        if logs and epoch >= self._logged_epochs:
             mlflow.log_metrics({name: float(value) for name, value in logs.items()}, step=epoch)

@@ -28,7 +28,7 @@ from zoo.training.signals import SignalFlag
 log = logging.getLogger(__name__)
 
 _SCALARS = (bool, int, float, str, type(None))
-_NOT_STATE = ("params", "model", "_model", "validation_data")
+_NOT_STATE = ("params", "model", "validation_data")
 _COST_WARNING = 0.05  # warn when checkpointing takes more than 5 % of training time
 
 
@@ -50,7 +50,7 @@ def _callback_state(callback: keras.callbacks.Callback, prefix: str, arrays: dic
     scalars: dict[str, Any] = {}
     lists: dict[str, int] = {}
     for name, value in vars(callback).items():
-        if name in _NOT_STATE:
+        if name in _NOT_STATE or name.startswith("_"):  # public attributes are the state
             continue
         if isinstance(value, np.generic):
             value = value.item()
