@@ -154,6 +154,8 @@ def train(cfg: DictConfig, output_dir: Path) -> float:
             tracking.log_figure(plots.learning_curves(history), "plots/learning_curves.png")
         if cfg.data.get("split", {}).get("by") == "identity":
             log.info("Identity split: the test split holds unseen people, kept for verification.")
+        elif session.resumed and "test_loss" in lifecycle.logged_metrics():
+            log.info("Test metrics were logged before the interruption: not logged again.")
         else:
             test = model.evaluate(data.test, return_dict=True, verbose=0)
             tracking.log_metrics(test, prefix="test_")

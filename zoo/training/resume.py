@@ -97,6 +97,11 @@ def fit_phases(
     """Train from (`epoch`, `step`) to `epochs` on `data.train_epochs`, the data order of
     an uninterrupted run, in as many `fit` calls as `phases` says."""
     plan = phases(epoch, step, epochs)
+    if not plan:  # trained to the end already: restore, then end training as fit would
+        finished = PhasedCallbacks(callbacks, begins=True, ends=True, model=model)
+        finished.on_train_begin()
+        finished.on_train_end()
+        return
     if plan and plan[0].skip:  # the interrupted epoch's metric totals go into built metrics
         images, labels = next(iter(data.validation))
         model.compute_metrics(images, labels, model(images, training=False), sample_weight=None)
