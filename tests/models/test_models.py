@@ -1,5 +1,7 @@
 """The reference architectures against the seed articles' and the DeepFace paper's hand counts."""
 
+import doctest
+
 import keras
 import numpy as np
 import pytest
@@ -7,6 +9,9 @@ import pytest
 from zoo.data.spec import DataSpec
 from zoo.layers import LocallyConnected2D
 from zoo.models import build_cnn, build_deepface, build_mlp, deepface_representation
+from zoo.models import cnn as cnn_module
+from zoo.models import deepface as deepface_module
+from zoo.models import mlp as mlp_module
 
 
 def _spec(shape, classes, name="test"):
@@ -84,3 +89,32 @@ def test_deepface_representation_is_f7():
 def test_deepface_rejects_other_sizes_with_the_fix():
     with pytest.raises(ValueError, match=r"gives \(112, 92, 1\).*data.image_size=\[152,152\]"):
         build_deepface(_spec((112, 92, 1), 40, "orl_faces"))
+
+
+def test_builders_take_plain_arguments_instead_of_a_spec():
+    mlp = build_mlp(input_shape=(28, 28, 1), num_classes=10)
+    assert mlp.count_params() == (784 * 128 + 128) + (128 * 10 + 10)
+    lcn = build_cnn(input_shape=(28, 28, 1), num_classes=10, locally_connected=True)
+    assert lcn.count_params() == build_cnn(MNIST, locally_connected=True).count_params()
+    deepface = build_deepface(num_classes=4030)
+    assert deepface.count_params() == sum(p for _, _, p in DEEPFACE_TABLE)
+
+
+def test_builders_refuse_a_spec_and_plain_arguments_together_or_neither():
+    with pytest.raises(
+        ValueError, match=r"build_mlp: pass a DataSpec or input_shape=/num_classes="
+    ):
+        build_mlp(MNIST, num_classes=3)
+    fix = r"e\.g\. build_cnn\(num_classes=10, input_shape=\(28, 28, 1\)\)"
+    with pytest.raises(ValueError, match=rf"build_cnn needs num_classes and input_shape .*{fix}"):
+        build_cnn(num_classes=10)
+    with pytest.raises(ValueError, match=r"e\.g\. build_deepface\(num_classes=10\)"):
+        build_deepface()
+    with pytest.raises(ValueError, match=r"num_classes must be a positive integer, got 0"):
+        build_mlp(input_shape=(8, 8, 1), num_classes=0)
+
+
+@pytest.mark.parametrize("module", [mlp_module, cnn_module, deepface_module])
+def test_docstring_examples_run(module):
+    results = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert results.attempted > 0 and results.failed == 0, results
