@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from entry_points import run_script
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 from zoo.training import checkpoint
 
@@ -195,3 +196,21 @@ def test_nan_loss_fails_the_run_and_writes_nothing_non_finite(tmp_path, empty_st
         assert all(np.isfinite(a).all() for a in checkpoint.read(path).arrays.values())
     assert not client.list_artifacts(run.info.run_id, "model")
     assert "loss" not in run.data.metrics  # no epoch ended, so none was logged
+
+
+def test_a_corrupt_image_stops_train_py_before_training_with_one_line(tmp_path, empty_store):
+    store = new_store(tmp_path, empty_store)
+    pixels = np.random.default_rng(0).integers(0, 255, (8, 8), np.uint8)
+    for name in ("cats/1.png", "cats/2.png", "dogs/1.png", "dogs/2.png"):
+        (tmp_path / "faces" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(tmp_path / "faces" / name)
+    bad = tmp_path / "faces" / "dogs" / "2.png"
+    bad.write_bytes(bad.read_bytes()[:-30])  # truncated
+    path = f"data.source.path={tmp_path / 'faces'}"
+    code, output = run_script(store, "train.py", "model=mlp", "data=folder", path, "baselines=none")
+    assert code == 1, output[-3000:]
+    (line,) = [line for line in output.splitlines() if str(bad) in line]
+    assert f"{bad}: cannot be decoded as an image" in line
+    assert line.endswith("skip bad files with data.source.skip_bad=true (1 found)")
+    _, started = runs(store)
+    assert started == []  # no run was opened: nothing half-done
