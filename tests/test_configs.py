@@ -76,7 +76,13 @@ def _train(*args, cwd):
 def test_help_lists_the_choices(tmp_path):
     result = _train("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for choice in ("model: cnn, deepface, lcn, mlp", "orl_faces", "optimizer: adam, sgd"):
+    for choice in (
+        "model: cnn, deepface, lcn, mlp",
+        "orl_faces",
+        "optimizer: adam, adamw, sgd",
+        "schedule: cosine",
+        "baselines: digits, faces, none",
+    ):
         assert choice in result.stdout
 
 

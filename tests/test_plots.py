@@ -21,7 +21,7 @@ def test_confusion_matrix_shows_the_counts():
 
 
 def test_roc_plots_the_curve_and_auc():
-    figure = plots.roc(np.array([0, 0.5, 1]), np.array([0, 1, 1]), 0.75, "deepface")
+    figure = plots.roc({"deepface": (np.array([0, 0.5, 1]), np.array([0, 1, 1]), 0.75)})
     line = figure.axes[0].lines[0]
     np.testing.assert_array_equal(line.get_xdata(), [0, 0.5, 1])
     assert "0.750" in line.get_label()

@@ -67,10 +67,11 @@ def image_grid(images: np.ndarray, titles: Sequence[str], columns: int = 4) -> F
     return figure
 
 
-def roc(fpr: np.ndarray, tpr: np.ndarray, auc: float, label: str = "") -> Figure:
-    """ROC curve of a verifier, with the chance diagonal."""
+def roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]]) -> Figure:
+    """ROC curves of verifiers, `{name: (fpr, tpr, auc)}`, with the chance diagonal."""
     figure, axis = plt.subplots(figsize=(4.6, 4.2))
-    axis.plot(fpr, tpr, label=f"{label} AUC = {auc:.3f}".strip())
+    for label, (fpr, tpr, auc) in curves.items():
+        axis.plot(fpr, tpr, label=f"{label} AUC = {auc:.3f}")
     axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
     axis.set_xlabel("false positive rate (different people accepted)")
     axis.set_ylabel("true positive rate (same person accepted)")

@@ -20,6 +20,7 @@ KEYS = {"name", "source", "split", "image_size", "channels", "augment", "cache",
 def compose(data_set: str, model: dict | None = None):
     """What Hydra would build: the data group under ``data``, next to a model and a seed."""
     data = OmegaConf.load(CONF_DIR / f"{data_set}.yaml")
+    data.pop("defaults")  # Hydra's defaults list (the baselines choice), not part of data
     return OmegaConf.create({"seed": 0, "model": model or {}, "data": data})
 
 
@@ -30,6 +31,14 @@ def test_every_data_config_has_the_agreed_shape(data_set: str):
     assert callable(get_method(cfg.data.source._target_))
     assert set(cfg.data.split) == {"validation", "test", "by"}
     assert cfg.data.image_size is None and cfg.data.channels is None
+
+
+@pytest.mark.parametrize("data_set", DATA_SETS)
+def test_every_data_config_chooses_existing_baselines(data_set: str):
+    (entry,) = OmegaConf.load(CONF_DIR / f"{data_set}.yaml").defaults
+    ((group, choice),) = entry.items()
+    assert group == "/baselines@_global_.baselines"
+    assert (CONF_DIR.parent / "baselines" / f"{choice}.yaml").is_file()
 
 
 def test_model_may_ask_for_size_and_channels():

@@ -127,11 +127,66 @@ def test_shift_moves_by_at_most_max_shift():
     assert len(moves) > 3
 
 
+def dot_images(count: int, size: int = 41, at: tuple[int, int] = (8, 30)) -> np.ndarray:
+    """``count`` black images with one white 3x3 dot centred at ``at`` (row, column)."""
+    images = np.zeros((count, size, size, 1), np.uint8)
+    images[:, at[0] - 1 : at[0] + 2, at[1] - 1 : at[1] + 2] = 255
+    return images
+
+
+def polar(image: np.ndarray) -> tuple[float, float]:
+    """(radius, angle in degrees) of the image's brightness centroid about the centre."""
+    rows, cols = np.indices(image.shape[:2])
+    weight = image[..., 0] / image[..., 0].sum()
+    centre = (image.shape[0] - 1) / 2
+    dy, dx = np.sum(weight * rows) - centre, np.sum(weight * cols) - centre
+    return float(np.hypot(dy, dx)), float(np.degrees(np.arctan2(-dy, dx)))
+
+
+def test_rotation_turns_about_the_centre_within_the_range():
+    raw = raw_from_arrays(dot_images(48))
+    radius, angle = polar(dot_images(1)[0] / 255)
+    data = build_datasets(raw, batch_size=16, augment={"rotation": 20})
+    turns = []
+    for image in by_label(data.train).values():
+        turned_radius, turned_angle = polar(image)
+        assert turned_radius == pytest.approx(radius, abs=0.5)  # a rotation keeps the radius
+        turns.append(turned_angle - angle)
+    assert max(np.abs(turns)) <= 20.5
+    assert min(turns) < -5 and max(turns) > 5  # both ways, not a constant
+
+
+def test_zoom_scales_about_the_centre_within_the_range():
+    raw = raw_from_arrays(dot_images(48))
+    radius, angle = polar(dot_images(1)[0] / 255)
+    data = build_datasets(raw, batch_size=16, augment={"zoom": 0.2})
+    scales = []
+    for image in by_label(data.train).values():
+        zoomed_radius, zoomed_angle = polar(image)
+        assert zoomed_angle == pytest.approx(angle, abs=1.0)  # a zoom keeps the direction
+        scales.append(zoomed_radius / radius)
+    assert 0.78 <= min(scales) < 0.95 and 1.05 < max(scales) <= 1.22
+
+
+def test_brightness_and_contrast_stay_in_range_and_in_zero_one():
+    originals = random_images((64, 8, 8, 1))
+    raw = raw_from_arrays(originals)
+    brighter = by_label(build_datasets(raw, batch_size=16, augment={"brightness": 0.1}).train)
+    offsets = [np.mean(image - originals[k] / 255) for k, image in brighter.items()]
+    assert max(np.abs(offsets)) <= 0.1 + 1e-6 and np.std(offsets) > 0.01
+    contrasted = by_label(build_datasets(raw, batch_size=16, augment={"contrast": 0.3}).train)
+    for k, image in contrasted.items():
+        source = originals[k] / 255
+        factor = np.std(image) / np.std(source)
+        assert 0.7 - 0.02 <= factor <= 1.3 + 0.02
+        assert image.min() >= 0.0 and image.max() <= 1.0
+
+
 def test_augmentation_and_shuffle_are_seeded_and_change_every_epoch():
     raw = raw_from_arrays(random_images((40, 6, 6, 1)))
 
     def build(seed: int):
-        augment = {"horizontal_flip": True, "max_shift": 1}
+        augment = {"horizontal_flip": True, "max_shift": 1, "rotation": 10, "contrast": 0.2}
         return build_datasets(raw, batch_size=40, augment=augment, seed=seed).train
 
     train = build(seed=0)
@@ -223,6 +278,8 @@ def test_unknown_size_in_memory_needs_image_size():
             "unknown augmentation\\(s\\) \\['rotate'\\]",
         ),
         ({"batch_size": 4, "augment": {"max_shift": -1}}, "max_shift must be .* got -1"),
+        ({"batch_size": 4, "augment": {"zoom": 1.5}}, r"augment.zoom must be .* \[0, 1\), got 1.5"),
+        ({"batch_size": 4, "augment": {"rotation": "x"}}, r"augment.rotation must be .* got 'x'"),
     ],
 )
 def test_bad_arguments(kwargs: dict, message: str):

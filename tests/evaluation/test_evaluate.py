@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from sklearn.metrics import roc_auc_score
 
 from zoo import evaluation
-from zoo.data import load_data
+from zoo.data import load_data, split_arrays
 
 
 @pytest.mark.slow
@@ -133,8 +133,8 @@ def test_identity_split_verification_matches_an_independent_computation(tmp_path
         metrics = evaluation.evaluate_model(model, data, cfg, tmp_path, identity_split=True)
 
     embed = keras.Model(model.input, model.get_layer("hidden").output)
-    train_images, _ = evaluation.arrays(data.train)
-    test_images, test_labels = evaluation.arrays(data.test)
+    train_images, _ = split_arrays(data.train)
+    test_images, test_labels = split_arrays(data.test)
     assert len(np.unique(test_labels)) == 3  # round(10 * 0.3) held-out digits
     maximum = embed.predict(train_images, verbose=0).max(axis=0)
     features = embed.predict(test_images, verbose=0) / np.where(maximum > 0, maximum, 1)

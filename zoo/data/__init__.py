@@ -1,7 +1,7 @@
 """Data sources (offline packages, TFDS, image folders), splits and the tf.data pipeline."""
 
 from zoo.data.folder import load_folder
-from zoo.data.loading import load_data, load_raw
+from zoo.data.loading import load_data, load_raw, split_arrays
 from zoo.data.offline import load_digits, load_lfw_subset, load_mnist
 from zoo.data.orl import load_orl_faces
 from zoo.data.pipeline import build_datasets
@@ -23,5 +23,6 @@ __all__ = [
     "load_orl_faces",
     "load_raw",
     "load_tfds",
+    "split_arrays",
     "split_examples",
 ]

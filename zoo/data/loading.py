@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+import tensorflow as tf
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -44,18 +46,29 @@ def load_raw(data_cfg: Mapping[str, Any] | DictConfig, *, seed: int) -> RawSplit
 
 
 def load_data(
-    data_cfg: Mapping[str, Any] | DictConfig, *, batch_size: int, seed: int
+    data_cfg: Mapping[str, Any] | DictConfig, *, batch_size: int, seed: int, augment: bool = True
 ) -> DataSplits:
     """``conf/data/<name>.yaml`` (as a DictConfig or dict) → batched ``DataSplits``.
 
     Does ``instantiate(source)`` → ``split_examples`` (for ``Examples``) → ``build_datasets``
     with the config's ``image_size``, ``channels``, ``augment``, ``cache`` and
-    ``shuffle_buffer`` (missing keys take ``build_datasets``' defaults).
+    ``shuffle_buffer`` (missing keys take ``build_datasets``' defaults). ``augment=False``
+    leaves the training split as it is (evaluation, baselines), whatever the config says.
     """
     raw = load_raw(data_cfg, seed=seed)
+    keys = ("image_size", "channels", "augment", "cache", "shuffle_buffer")
     options = {
         key: _plain(data_cfg[key])
-        for key in ("image_size", "channels", "augment", "cache", "shuffle_buffer")
-        if key in data_cfg
+        for key in keys
+        if key in data_cfg and (augment or key != "augment")
     }
     return build_datasets(raw, batch_size=batch_size, seed=seed, **options)
+
+
+def split_arrays(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """`(images, labels)` of a batched `(image, label)` tf.data split, in its order."""
+    images, labels = [], []
+    for batch_images, batch_labels in dataset:
+        images.append(np.asarray(batch_images))
+        labels.append(np.asarray(batch_labels))
+    return np.concatenate(images), np.concatenate(labels)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from zoo.data.spec import DataSpec, DataSplits, RawSplits
 
 logger = logging.getLogger(__name__)
 
-AUGMENTATIONS = ("horizontal_flip", "max_shift")
+AUGMENTATIONS = ("horizontal_flip", "max_shift", "rotation", "zoom", "brightness", "contrast")
 _AUTOTUNE = tf.data.AUTOTUNE
 _PGM_PATH = r".*\.(pgm|pnm)"
 
@@ -129,7 +130,32 @@ def _preprocess_fn(
     return preprocess
 
 
-def _check_augment(augment: Mapping[str, Any]) -> tuple[bool, int]:
+@dataclass(frozen=True)
+class Augmentation:
+    """Train-only augmentation, each part off at its default (``data.augment`` in config).
+
+    Attributes:
+        horizontal_flip: mirror left-right with probability 1/2.
+        max_shift: shift by up to this many whole pixels each way (vacated border = 0).
+        rotation: rotate by an angle drawn uniformly from ``[-rotation, rotation]`` degrees.
+        zoom: scale by a factor drawn uniformly from ``[1 - zoom, 1 + zoom]``.
+        brightness: add a value drawn uniformly from ``[-brightness, brightness]``.
+        contrast: scale deviations from the image mean by ``[1 - contrast, 1 + contrast]``.
+    """
+
+    horizontal_flip: bool = False
+    max_shift: int = 0
+    rotation: float = 0.0
+    zoom: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self != Augmentation()
+
+
+def _check_augment(augment: Mapping[str, Any]) -> Augmentation:
     unknown = sorted(set(augment) - set(AUGMENTATIONS))
     if unknown:
         raise ValueError(f"unknown augmentation(s) {unknown}; supported: {list(AUGMENTATIONS)}")
@@ -139,13 +165,42 @@ def _check_augment(augment: Mapping[str, Any]) -> tuple[bool, int]:
         raise ValueError(f"augment.horizontal_flip must be true or false, got {flip!r}")
     if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
         raise ValueError(f"augment.max_shift must be a whole number of pixels >= 0, got {shift!r}")
-    return flip, shift
+    limits = {"rotation": 180.0, "zoom": 1.0, "brightness": 1.0, "contrast": 1.0}
+    amounts = {}
+    for name, limit in limits.items():
+        value = augment.get(name, 0.0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < limit:
+            raise ValueError(f"augment.{name} must be a number in [0, {limit:g}), got {value!r}")
+        amounts[name] = float(value)
+    return Augmentation(horizontal_flip=flip, max_shift=shift, **amounts)
+
+
+def _rotate_and_zoom(
+    image: tf.Tensor, angle: tf.Tensor, scale: tf.Tensor, shape: tuple[int, int, int]
+) -> tf.Tensor:
+    """Rotate by ``angle`` (radians) and scale by ``scale`` about the centre; border = 0."""
+    height, width, _ = shape
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    # The transform maps each output pixel to the input pixel it samples: the inverse warp.
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    transform = tf.stack(
+        [cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0]
+    )
+    warped = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[tf.newaxis],
+        transforms=tf.cast(transform[tf.newaxis], tf.float32),
+        output_shape=[height, width],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+    return warped[0]
 
 
 def _augment(
-    dataset: tf.data.Dataset, flip: bool, shift: int, shape: tuple[int, int, int], seed: int
+    dataset: tf.data.Dataset, augment: Augmentation, shape: tuple[int, int, int], seed: int
 ) -> tf.data.Dataset:
-    """Random horizontal flips and shifts of up to ``shift`` pixels (vacated border = 0).
+    """Apply ``augment`` to every example: flip, rotation + zoom, shift, brightness, contrast.
 
     Stateless ops fed by a seeded random stream that changes every epoch: reproducible runs,
     fresh augmentation each pass.
@@ -153,12 +208,25 @@ def _augment(
 
     def apply(pair: tuple[tf.Tensor, tf.Tensor], op_seed: tf.Tensor):
         image, label = pair
-        flip_seed, shift_seed = tf.unstack(tf.random.experimental.stateless_split(op_seed, 2))
-        if flip:
-            image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-        if shift:
+        seeds = tf.unstack(tf.random.experimental.stateless_split(op_seed, 6))
+        if augment.horizontal_flip:
+            image = tf.image.stateless_random_flip_left_right(image, seeds[0])
+        if augment.rotation or augment.zoom:
+            degrees, zoom = augment.rotation, augment.zoom
+            angle = tf.random.stateless_uniform([], seeds[1], -degrees, degrees) * np.pi / 180
+            scale = tf.random.stateless_uniform([], seeds[2], 1.0 - zoom, 1.0 + zoom)
+            image = _rotate_and_zoom(image, angle, scale, shape)
+        if augment.max_shift:
+            shift = augment.max_shift
             padded = tf.pad(image, [[shift, shift], [shift, shift], [0, 0]])
-            image = tf.image.stateless_random_crop(padded, shape, shift_seed)
+            image = tf.image.stateless_random_crop(padded, shape, seeds[3])
+        if augment.brightness:
+            image = tf.image.stateless_random_brightness(image, augment.brightness, seeds[4])
+        if augment.contrast:
+            factor = (1.0 - augment.contrast, 1.0 + augment.contrast)
+            image = tf.image.stateless_random_contrast(image, *factor, seeds[5])
+        if augment.brightness or augment.contrast:
+            image = tf.clip_by_value(image, 0.0, 1.0)
         return image, label
 
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
@@ -193,7 +261,8 @@ def build_datasets(
         image_size: ``(height, width)`` to resize to; required when sizes differ.
         channels: 1 (grey) or 3 (RGB) to convert to; ``None`` keeps the source's (file
             sources: the first file's, and every file is converted to it).
-        augment: train-only augmentation, ``{"horizontal_flip": bool, "max_shift": int}``.
+        augment: train-only augmentation, the fields of ``Augmentation`` (e.g.
+            ``{"horizontal_flip": True, "max_shift": 8, "rotation": 10, "zoom": 0.1}``).
         cache: keep the preprocessed examples in memory after the first pass.
         shuffle_buffer: shuffle buffer size for the train split.
         seed: seeds the shuffle and the augmentation.
@@ -216,7 +285,7 @@ def build_datasets(
         raise ValueError(f"channels must be 1 (grey), 3 (RGB) or null, got {channels!r}")
     if shuffle_buffer < 1:
         raise ValueError(f"shuffle_buffer must be >= 1, got {shuffle_buffer!r}")
-    flip, shift = _check_augment(augment or {})
+    augmentation = _check_augment(augment or {})
 
     from_files = raw.train.element_spec[0].dtype == tf.string
     shape = _source_shape(raw, image_size, channels)
@@ -231,8 +300,8 @@ def build_datasets(
         examples = examples.shuffle(
             shuffle_buffer, seed=order_seed, reshuffle_each_iteration=reshuffle
         )
-        if flip or shift:
-            examples = _augment(examples, flip, shift, final_shape, order_seed)
+        if augmentation.enabled:
+            examples = _augment(examples, augmentation, final_shape, order_seed)
         return examples.batch(batch_size)
 
     train_examples = prepared(raw.train)

@@ -5,7 +5,6 @@ measurement, usable on its own.
 """
 
 from zoo.evaluation.job import (
-    arrays,
     check_spec,
     data_config,
     evaluate,
@@ -16,7 +15,6 @@ from zoo.evaluation.job import (
 )
 
 __all__ = [
-    "arrays",
     "check_spec",
     "data_config",
     "evaluate",

@@ -27,11 +27,11 @@ log = logging.getLogger(__name__)
 
 def train_step_ms(train_cfg: DictConfig, steps: int) -> float:
     """Median wall time of one training step (forward, backward, update) on a fixed batch."""
-    from zoo.training import compile_model
+    from zoo.training.job import compile_model, known_length
 
     data = load_data(train_cfg.data, batch_size=train_cfg.trainer.batch_size, seed=train_cfg.seed)
     model = instantiate(train_cfg.model.builder)(data.spec)
-    compile_model(model, train_cfg, data.spec.num_classes)
+    compile_model(model, train_cfg, data.spec.num_classes, known_length(data.train))
     images, labels = next(iter(data.train))
     model.train_on_batch(images, labels)  # trace and compile outside the timing
     times = []

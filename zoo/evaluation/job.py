@@ -9,7 +9,9 @@ connected layers also get the position-specific filter figure.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -18,9 +20,9 @@ from sklearn.metrics import classification_report
 from sklearn.metrics import confusion_matrix as confusion_counts
 
 from zoo import plots, tracking
-from zoo.data import load_data
+from zoo.data import load_data, split_arrays
 from zoo.data.spec import DataSplits
-from zoo.evaluation import robustness, verification
+from zoo.evaluation import baselines, robustness, verification
 from zoo.layers import BaseLocallyConnected
 
 log = logging.getLogger(__name__)
@@ -82,20 +84,12 @@ def check_spec(model: keras.Model, data: DataSplits) -> None:
         )
 
 
-def arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = [], []
-    for batch_images, batch_labels in dataset:
-        images.append(batch_images.numpy())
-        labels.append(batch_labels.numpy())
-    return np.concatenate(images), np.concatenate(labels)
-
-
 # --------------------------------------------------------------- classification
 def classification(
     model: keras.Model, data: DataSplits, cfg: DictConfig
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Loss, accuracy, top-5, per-class metrics and figures; returns metrics, images, labels."""
-    images, labels = arrays(data.test)
+    images, labels = split_arrays(data.test)
     classes = data.spec.num_classes
     if model.output.shape[-1] != classes:
         raise ValueError(
@@ -151,11 +145,14 @@ def representation_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.input, model.layers[-1].input, name=f"{model.name}_representation")
 
 
-def face_verification(model: keras.Model, data: DataSplits, cfg: DictConfig) -> dict[str, float]:
-    """Normalised representation on the identity-disjoint test split, 10-fold verification."""
+def face_verification(
+    model: keras.Model, data: DataSplits, cfg: DictConfig, embedders: Mapping[str, Any]
+) -> dict[str, float]:
+    """Normalised representation on the identity-disjoint test split, 10-fold verification;
+    each of the baseline `embedders` (e.g. eigenfaces) on the same pairs and folds."""
     embed = representation_model(model)
-    train_images, _ = arrays(data.train)
-    test_images, test_labels = arrays(data.test)
+    train_images, _ = split_arrays(data.train)
+    test_images, test_labels = split_arrays(data.test)
     train_features = embed.predict(train_images, batch_size=cfg.batch_size, verbose=0)
     test_features = embed.predict(test_images, batch_size=cfg.batch_size, verbose=0)
     result = verification.verify_representations(
@@ -165,9 +162,12 @@ def face_verification(model: keras.Model, data: DataSplits, cfg: DictConfig) -> 
         n_folds=cfg.verification.folds,
         seed=cfg.seed,
     )
-    tracking.log_figure(
-        plots.roc(result.fpr, result.tpr, result.auc, model.name), "evaluation/roc.png"
+    compared = baselines.face_verification(
+        embedders, train_images, (test_images, test_labels), cfg.verification.folds, cfg.seed
     )
+    curves = {model.name: (result.fpr, result.tpr, result.auc)}
+    curves.update({b.name: (r.fpr, r.tpr, r.auc) for b, r in compared})
+    tracking.log_figure(plots.roc(curves), "evaluation/roc.png")
     tracking.log_dict(
         {
             "fold_accuracies": result.fold_accuracies.tolist(),
@@ -186,7 +186,10 @@ def face_verification(model: keras.Model, data: DataSplits, cfg: DictConfig) -> 
         result.accuracy_mean,
         result.accuracy_std,
     )
-    return result.metrics()
+    metrics = result.metrics()
+    for baseline, _ in compared:
+        metrics.update(baseline.prefixed())
+    return metrics
 
 
 # -------------------------------------------------------------- filter figure
@@ -255,17 +258,20 @@ def evaluate_model(
     cfg: DictConfig,
     output_dir: Path,
     identity_split: bool = False,
+    baseline_cfg: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
     """Every measurement for `model` on `data`, logged to the active MLflow run.
 
     `identity_split`: the test split holds unseen people (labels are identities, not
-    classifier outputs), so the model is evaluated by face verification.
+    classifier outputs), so the model is evaluated by face verification, beside the
+    verification baselines of `baseline_cfg` (`conf/baselines/`) on the same pairs.
     """
     check_spec(model, data)
     metrics: dict[str, float] = {}
     if identity_split:
-        metrics.update(face_verification(model, data, cfg))
-        sample = arrays(data.test.take(1))[0][:4]
+        embedders = (baseline_cfg or {}).get("verification") or {}
+        metrics.update(face_verification(model, data, cfg, embedders))
+        sample = split_arrays(data.test.take(1))[0][:4]
     else:
         test_metrics, images, labels = classification(model, data, cfg)
         metrics.update({f"test_{k}": v for k, v in test_metrics.items()})
@@ -296,14 +302,15 @@ def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     model, source, run_id = load_model(cfg)
     train_cfg = tracking.run_config(run_id) if run_id else None
     data_cfg, seed = data_config(cfg, train_cfg)
-    data = load_data(data_cfg, batch_size=cfg.batch_size, seed=seed)
+    data = load_data(data_cfg, batch_size=cfg.batch_size, seed=seed, augment=False)
     identity_split = (data_cfg.get("split") or {}).get("by") == "identity"
     tags = {"model": model.name, "data": data.spec.name, "evaluates": source, "job": "evaluate"}
     with tracking.start_child_run(
         run_id, cfg.tracking.experiment, f"evaluate-{model.name}-{data.spec.name}", tags
     ) as run:
         tracking.log_params({"source": source, "data": data.spec.name, "seed": seed})
-        metrics = evaluate_model(model, data, cfg, output_dir, identity_split)
+        baseline_cfg = cfg.get("baselines") or (train_cfg or {}).get("baselines")
+        metrics = evaluate_model(model, data, cfg, output_dir, identity_split, baseline_cfg)
         if cfg.get("register_model_name"):
             uri = tracking.register_model(source, cfg.register_model_name)
             log.info("Registered %s as %s", source, uri)

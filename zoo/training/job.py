@@ -15,9 +15,10 @@ from omegaconf import DictConfig
 from zoo import console, plots, tracking
 from zoo.data import load_data, load_raw
 from zoo.data.spec import DataSplits
+from zoo.evaluation import baselines
 from zoo.export import check_formats, export_model
 from zoo.tracking import lifecycle
-from zoo.training import resume
+from zoo.training import recipe, resume
 from zoo.training.state import TrainingState
 
 log = logging.getLogger(__name__)
@@ -33,14 +34,18 @@ def set_precision(precision: str) -> None:
     keras.config.set_dtype_policy(precision)
 
 
-def compile_model(model: keras.Model, cfg: DictConfig, num_classes: int) -> None:
+def compile_model(
+    model: keras.Model, cfg: DictConfig, num_classes: int, steps_per_epoch: int | None = None
+) -> None:
+    """Compile with the configured recipe (`zoo.training.recipe`): optimizer, learning-rate
+    schedule (it needs `steps_per_epoch`), loss with label smoothing, accuracy metrics."""
     metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     if num_classes > 5:
         metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
     jit_compile = cfg.trainer.jit_compile
     model.compile(
-        optimizer=instantiate(cfg.optimizer),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        optimizer=recipe.build_optimizer(cfg, steps_per_epoch),
+        loss=recipe.build_loss(cfg.trainer.get("label_smoothing", 0.0)),
         metrics=metrics,
         jit_compile=jit_compile if jit_compile == "auto" else bool(jit_compile),
     )
@@ -140,7 +145,7 @@ def train(cfg: DictConfig, output_dir: Path) -> float:
 
     data = load_data(cfg.data, batch_size=cfg.trainer.batch_size, seed=cfg.seed)
     model = instantiate(cfg.model.builder)(data.spec)
-    compile_model(model, cfg, data.spec.num_classes)
+    compile_model(model, cfg, data.spec.num_classes, known_length(data.train))
     tags = {"model": cfg.model.name, "data": cfg.data.name, "device": "GPU" if gpus else "CPU"}
 
     with resume.session(cfg, f"{cfg.model.name}-{cfg.data.name}", tags, output_dir) as session:
@@ -160,6 +165,7 @@ def train(cfg: DictConfig, output_dir: Path) -> float:
             test = model.evaluate(data.test, return_dict=True, verbose=0)
             tracking.log_metrics(test, prefix="test_")
             log.info("Test: %s", ", ".join(f"{k}={v:.4f}" for k, v in test.items()))
+            tracking.log_metrics(baselines.identification_metrics(cfg))
         example = sample_batch(data)
         if cfg.tracking.log_model:
             uri = tracking.log_model(model, example, cfg.tracking.registered_model_name)
