@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn import metrics as sk_metrics
 
 
 def fit_component_max(train_features: np.ndarray) -> np.ndarray:
@@ -50,21 +51,15 @@ def roc_curve(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndar
             f"{negatives} different; use a test split with at least two people and two "
             "images of one person"
         )
-    order = np.argsort(-scores, kind="mergesort")
-    scores, same = scores[order], same[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-    tp = np.cumsum(same)[last_of_tie]
-    fp = np.cumsum(~same)[last_of_tie]
-    return (
-        np.r_[0.0, fp / negatives],
-        np.r_[0.0, tp / positives],
-        np.r_[np.inf, scores[last_of_tie]],
-    )
+    # Every distinct threshold kept (drop_intermediate=False): the curve is plotted and
+    # integrated as it is, and its first point is (0, 0) at threshold +inf.
+    fpr, tpr, thresholds = sk_metrics.roc_curve(same, scores, drop_intermediate=False)
+    return fpr, tpr, thresholds
 
 
 def auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
     """Area under the ROC curve by the trapezoid rule (ties give the diagonal segment)."""
-    return float(np.trapezoid(tpr, fpr))
+    return float(sk_metrics.auc(fpr, tpr))
 
 
 def _balanced_accuracy(scores: np.ndarray, same: np.ndarray, threshold: float) -> float:
@@ -76,6 +71,9 @@ def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
     """The threshold with the highest balanced accuracy, midway between two sorted scores.
 
     One sort and two cumulative sums: O(n log n) for the ~10^5 pairs of a test split.
+    Ours, not `argmax(tpr - fpr)` over scikit-learn's ROC thresholds (the same balanced
+    accuracy): those thresholds are the scores themselves, and a threshold applied to
+    held-out folds should sit between the two classes, not on a training pair's score.
     """
     values, inverse = np.unique(scores, return_inverse=True)
     same_below = np.r_[0, np.cumsum(np.bincount(inverse, weights=same, minlength=len(values)))]
@@ -122,7 +120,11 @@ class VerificationResult:
 
 
 def folds(same: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
-    """Fold index per pair; same and different pairs are each spread evenly over the folds."""
+    """Fold index per pair; same and different pairs are each spread evenly over the folds.
+
+    `sklearn.model_selection.StratifiedKFold(shuffle=True)` does the same job but draws
+    another assignment from the seed; ours is kept so published fold results stay the same.
+    """
     rng = np.random.default_rng(seed)
     fold = np.empty(len(same), dtype=np.int64)
     for kind in (True, False):
