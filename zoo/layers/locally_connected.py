@@ -189,7 +189,7 @@ class BaseLocallyConnected(keras.layers.Layer):
         ]
         x = ops.pad(x, [*((0, e) for e in extra), (0, 0), (0, 0)])
         shape = [size for g, s in zip(grid, self.strides, strict=True) for size in (g, s)]
-        x = ops.reshape(x, (*shape, self._channels, -1))
+        x = ops.reshape(x, (*shape, -1, self._channels))
         cache = {}
 
         def phase_cells(phase):
@@ -278,22 +278,22 @@ class BaseLocallyConnected(keras.layers.Layer):
     def call(self, inputs):
         rank = self.rank
         if self.data_format == "channels_last":
-            to_position_major = (*range(1, rank + 1), rank + 1, 0)
-            from_position_major = (rank + 1, *range(rank), rank)
+            to_position_major = (*range(1, rank + 1), 0, rank + 1)
+            from_position_major = (rank, *range(rank), rank + 1)
         else:
-            to_position_major = (*range(2, rank + 2), 1, 0)
-            from_position_major = (rank + 1, rank, *range(rank))
+            to_position_major = (*range(2, rank + 2), 0, 1)
+            from_position_major = (rank, rank + 1, *range(rank))
 
-        x = ops.transpose(inputs, to_position_major)  # (*spatial, C, batch)
+        x = ops.transpose(inputs, to_position_major)  # (*spatial, batch, C)
         if any(before or after for before, after in self._pads):
             x = ops.pad(x, [*self._pads, (0, 0), (0, 0)])
         # A reshape reads the variable into a tensor (TF's custom_gradient must not see
         # the variable itself).
         kernel = ops.reshape(self.kernel, self.kernel.shape)
-        outputs = self._local_matmul(x, kernel)  # (P, F, batch)
-        outputs = ops.reshape(outputs, (*self.output_size, self.filters, -1))
+        outputs = self._local_matmul(x, kernel)  # (P, batch, F)
+        outputs = ops.reshape(outputs, (*self.output_size, -1, self.filters))
         if self.use_bias:
-            outputs = outputs + ops.expand_dims(self.bias, -1)
+            outputs = outputs + ops.expand_dims(self.bias, -2)
         outputs = ops.transpose(outputs, from_position_major)
         return self.activation(outputs) if self.activation is not None else outputs
 
@@ -311,26 +311,25 @@ class BaseLocallyConnected(keras.layers.Layer):
         return ops.reshape(kernel[:, :, first : first + count], (self._positions, -1, self.filters))
 
     def _group_patches(self, phases, offsets):
-        """`(P, depth, batch)` patches of a run of offsets: slices of the input's stride
+        """`(P, batch, depth)` patches of a run of offsets: slices of the input's stride
         phases, stacked in the kernel's patch order (one slice for a single offset)."""
-        pieces = [self._window(phases, offset) for offset in offsets]  # (*out, C, batch)
+        pieces = [self._window(phases, offset) for offset in offsets]  # (*out, batch, C)
         if len(pieces) > 1:
-            axis = self.rank if self.data_format == "channels_last" else self.rank + 1
+            axis = self.rank + 1 if self.data_format == "channels_last" else self.rank + 2
             pieces = [ops.stack(pieces, axis=axis)]
         depth = len(offsets) * self._channels
-        return ops.reshape(pieces[0], (self._positions, depth, -1))
+        return ops.reshape(pieces[0], (self._positions, -1, depth))
 
     def _group_pieces(self, patches_grad, count: int):
-        """Split a run's patch gradient `(P, depth, batch)` into one `(*out, C, batch)`
+        """Split a run's patch gradient `(P, batch, depth)` into one `(*out, batch, C)`
         piece per offset (inverse of `_group_patches`)."""
-        shape = (*self.output_size, self._channels, -1)
         if count == 1:
-            return [ops.reshape(patches_grad, shape)]
+            return [ops.reshape(patches_grad, (*self.output_size, -1, self._channels))]
         if self.data_format == "channels_last":
-            grouped = ops.reshape(patches_grad, (*self.output_size, count, self._channels, -1))
-            return [grouped[(Ellipsis, t, slice(None), slice(None))] for t in range(count)]
-        grouped = ops.reshape(patches_grad, (*self.output_size, self._channels, count, -1))
-        return [grouped[(Ellipsis, t, slice(None))] for t in range(count)]
+            grouped = ops.reshape(patches_grad, (*self.output_size, -1, count, self._channels))
+            return [grouped[(Ellipsis, t, slice(None))] for t in range(count)]
+        grouped = ops.reshape(patches_grad, (*self.output_size, -1, self._channels, count))
+        return [grouped[(Ellipsis, t)] for t in range(count)]
 
     def _local_matmul(self, x, kernel):
         """`(P, F, batch)` outputs of the padded position-major input `x` `(*padded, C, batch)`.
@@ -348,7 +347,7 @@ class BaseLocallyConnected(keras.layers.Layer):
             outputs = None
             for first, offsets in groups:
                 weights = self._group_kernel(kernel, first, len(offsets))
-                y = ops.einsum("pkf,pkb->pfb", weights, self._group_patches(phases, offsets))
+                y = ops.einsum("pbk,pkf->pbf", self._group_patches(phases, offsets), weights)
                 outputs = y if outputs is None else outputs + y
 
             def grad(*args, upstream=None):
@@ -398,11 +397,11 @@ class BaseLocallyConnected(keras.layers.Layer):
         zeros = ops.zeros_like(next(iter(phases.values())))
         every_phase = itertools.product(*(range(s) for s in self.strides))
         grads = ops.stack([phases.get(phase, zeros) for phase in every_phase], axis=0)
-        grads = ops.reshape(grads, (*self.strides, *grid, self._channels, -1))
+        grads = ops.reshape(grads, (*self.strides, *grid, -1, self._channels))
         interleaved = [axis for dim in range(self.rank) for axis in (self.rank + dim, dim)]
         grads = ops.transpose(grads, (*interleaved, 2 * self.rank, 2 * self.rank + 1))
         full = [g * s for g, s in zip(grid, self.strides, strict=True)]
-        grads = ops.reshape(grads, (*full, self._channels, -1))
+        grads = ops.reshape(grads, (*full, -1, self._channels))
         return grads[tuple(slice(0, n) for n in self._padded_spatial)]
 
     def _gradients(self, phases, kernel, upstream, groups):
@@ -419,8 +418,8 @@ class BaseLocallyConnected(keras.layers.Layer):
             for first, offsets in groups:
                 weights = self._group_kernel(kernel, first, len(offsets))
                 patches = self._group_patches(phases, offsets)
-                kernel_grads.append(ops.einsum("pkb,pfb->pkf", patches, upstream))
-                patches_grad = ops.einsum("pkf,pfb->pkb", weights, upstream)
+                kernel_grads.append(ops.einsum("pbk,pbf->pkf", patches, upstream))
+                patches_grad = ops.einsum("pbf,pkf->pbk", upstream, weights)
                 split = self._group_pieces(patches_grad, len(offsets))
                 yield from zip(offsets, split, strict=True)
 
