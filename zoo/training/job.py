@@ -88,6 +88,7 @@ def fit(
         cfg.trainer.checkpoint.every_steps,
         cfg.trainer.checkpoint.keep,
         steps,
+        cfg.trainer.epochs,
         stateful=callbacks,
         flag=session.flag,
         resume_from=session.checkpoint,

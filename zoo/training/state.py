@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 _SCALARS = (bool, int, float, str, type(None))
 _NOT_STATE = ("params", "model", "validation_data")
-_COST_WARNING = 0.05  # warn when checkpointing takes more than 5 % of training time
+_COST_SHARE = 0.05  # checkpointing should take at most 5 % of training time
+AUTO, AUTO_START = "auto", 100  # every_steps=auto: start at 100 steps, then measured
 
 
 class NonFiniteError(RuntimeError):
@@ -99,13 +100,20 @@ def _assign(variables: list, arrays: dict, prefix: str, what: str) -> None:
 
 
 class TrainingState(keras.callbacks.Callback):
-    """Checkpoint every `every_steps` steps and at every epoch end; restore `resume_from`.
+    """Checkpoint every `every_steps` optimizer steps and at the end; restore `resume_from`.
+
+    A checkpoint is written once `every_steps` steps have passed since the last one (at
+    the end of an epoch rather than before its last step, so that it includes validation),
+    after the last epoch, and when a signal arrives; a resumed run redoes fewer than
+    `every_steps` steps. `every_steps="auto"` measures what a checkpoint costs against
+    the steps between two and keeps that share at or under 5 %.
 
     Args:
         directory: where the checkpoint files go.
-        every_steps: optimizer steps between mid-epoch checkpoints.
+        every_steps: optimizer steps between checkpoints, or "auto".
         keep: checkpoints kept (the newest; older ones go once a new one is complete).
         steps_per_epoch: batches per epoch.
+        epochs: epochs of the whole training.
         stateful: the callbacks whose state is saved and restored with the model.
         flag: the signal flag; a raised flag checkpoints and stops at the end of the step.
         resume_from: the checkpoint to restore, or None for a fresh start.
@@ -116,9 +124,10 @@ class TrainingState(keras.callbacks.Callback):
     def __init__(
         self,
         directory: Path,
-        every_steps: int,
+        every_steps: int | str,
         keep: int,
         steps_per_epoch: int,
+        epochs: int,
         stateful: list[keras.callbacks.Callback],
         flag: SignalFlag,
         resume_from: checkpoint.Checkpoint | None = None,
@@ -126,14 +135,19 @@ class TrainingState(keras.callbacks.Callback):
         after_save: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(every_steps, int) or every_steps < 1:
+        if every_steps != AUTO and (
+            isinstance(every_steps, bool) or not isinstance(every_steps, int) or every_steps < 1
+        ):
             raise ValueError(
-                f"trainer.checkpoint.every_steps must be a whole number >= 1, got {every_steps!r}"
+                "trainer.checkpoint.every_steps must be auto or a whole number >= 1, got "
+                f"{every_steps!r}"
             )
         self.directory = Path(directory)
         self.every_steps = every_steps
+        self.interval = AUTO_START if every_steps == AUTO else every_steps
         self.keep = keep
         self.steps_per_epoch = steps_per_epoch
+        self.epochs = epochs
         self.stateful = stateful
         self.flag = flag
         self.before_save = before_save
@@ -144,8 +158,9 @@ class TrainingState(keras.callbacks.Callback):
         self.epoch: int = meta.get("epoch", 0)
         self.step: int = meta.get("epoch_step", 0)
         self.history: dict[str, list[float]] = meta.get("history", {})
-        self._cost_warned = False
+        self._cost_told = False
         self._since_save = time.perf_counter()
+        self._saved_at = self.global_step
 
     @property
     def global_step(self) -> int:
@@ -197,16 +212,18 @@ class TrainingState(keras.callbacks.Callback):
         if self.flag.received is not None:
             self.save()
             self.flag.check()
-        if self.step % self.every_steps == 0:
+        if self.global_step - self._saved_at >= self.interval:
             self.save()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         for name, value in (logs or {}).items():
             self.history.setdefault(name, []).append(float(value))
         self.epoch, self.step = epoch + 1, 0
-        if self.before_save:
-            self.before_save()
-        self.save()
+        due = self.global_step - self._saved_at >= self.interval
+        if due or self.epoch == self.epochs or self.flag.received is not None:
+            if self.before_save:
+                self.before_save()
+            self.save()
         self.flag.check()
 
     def save(self) -> Path:
@@ -240,19 +257,35 @@ class TrainingState(keras.callbacks.Callback):
             "time": time.time(),
         }
         path = checkpoint.write(self.directory, self.global_step, arrays, meta, self.keep)
-        self._check_cost(time.perf_counter() - started)
+        self._check_cost(time.perf_counter() - started, self.global_step - self._saved_at)
+        self._saved_at = self.global_step
         if self.after_save:
             self.after_save(self.global_step)
         return path
 
-    def _check_cost(self, seconds: float) -> None:
-        elapsed = time.perf_counter() - self._since_save
+    def _check_cost(self, seconds: float, steps: int) -> None:
+        """`every_steps=auto`: the interval that keeps checkpoints at 5 %; else warn once
+        when they take more."""
+        elapsed = time.perf_counter() - self._since_save - seconds
         self._since_save = time.perf_counter()
-        if not self._cost_warned and elapsed > 0 and seconds > _COST_WARNING * elapsed:
-            self._cost_warned = True
+        if steps < 1 or elapsed <= 0:
+            return
+        if self.every_steps == AUTO:
+            self.interval = max(1, math.ceil(seconds / (_COST_SHARE * elapsed / steps)))
+            if not self._cost_told:
+                self._cost_told = True
+                log.info(
+                    "Checkpoint: %.2f s per save, %.3f s per step: one every %d steps "
+                    "(trainer.checkpoint.every_steps=auto)",
+                    seconds,
+                    elapsed / steps,
+                    self.interval,
+                )
+        elif not self._cost_told and seconds > _COST_SHARE * elapsed:
+            self._cost_told = True
             log.warning(
                 "Checkpointing took %.2f s, %.0f %% of the %.2f s of training since the last "
-                "one; raise trainer.checkpoint.every_steps (now %d) to spend less",
+                "one; raise trainer.checkpoint.every_steps (now %d) or set it to auto",
                 seconds,
                 100 * seconds / elapsed,
                 elapsed,
