@@ -67,3 +67,12 @@ def test_model_pins_zoos_dependencies_and_ships_its_code(trained, tracking_uri):
     layer = "zoo/layers/locally_connected.py"
     assert local.joinpath("code", layer).read_bytes() == ROOT.joinpath(layer).read_bytes()
     assert not list(local.joinpath("code").rglob("__pycache__"))
+
+
+def test_logged_model_holds_weights_not_optimizer_slots(trained, tracking_uri):
+    model = mlflow.keras.load_model(trained.model_uri)
+    assert not model.compiled and getattr(model, "optimizer", None) is None
+    local = Path(mlflow.artifacts.download_artifacts(trained.model_uri))
+    parameters = mlflow.MlflowClient().get_run(trained.run_id).data.metrics["parameters"]
+    weights_bytes = 4 * parameters  # float32; Adam's two slots would make it three times that
+    assert local.joinpath("data", "model.keras").stat().st_size < 1.2 * weights_bytes + 50_000

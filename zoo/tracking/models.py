@@ -77,6 +77,19 @@ def save_model(
     mlflow_model.save(str(Path(path, MLMODEL_FILE_NAME)))
 
 
+def inference_copy(model: keras.Model) -> keras.Model:
+    """`model`'s architecture and weights without its compile state.
+
+    A compiled model's `.keras` file also holds the optimizer's slots: twice the weights
+    with SGD momentum, three times with Adam (DeepFace on ORL: 0.41 GB of weights, 0.82 GB
+    with the paper's SGD). A logged model is for inference; the training checkpoint
+    (`outputs/.../checkpoints/`) is the copy that can resume training.
+    """
+    copy = type(model).from_config(model.get_config())  # clone_model would compile it too
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def log_model(
     model: keras.Model, example: np.ndarray, registered_model_name: str | None = None
 ) -> str:
@@ -90,7 +103,7 @@ def log_model(
         name=ARTIFACT_PATH,
         flavor=sys.modules[__name__],  # this module's save_model
         flavor_name=mlflow.keras.FLAVOR_NAME,
-        model=model,
+        model=inference_copy(model),
         signature=signature,
         registered_model_name=registered_model_name,
         pip_requirements=pip_requirements(),
