@@ -30,24 +30,24 @@ def _positive_tuple(name: str, value: int | Sequence[int], rank: int) -> tuple[i
 class BaseLocallyConnected(keras.layers.Layer):
     """Shared implementation of `LocallyConnected1D` and `LocallyConnected2D` (any rank).
 
-    The computation is a gather and a batched matmul per block of output positions:
+    The computation is one batched matmul per kernel offset, summed (the "offsets"
+    formulation):
 
-    1. the input is laid out position-major, `(*spatial, channels, batch)`, and padded;
-    2. a `take` with a precomputed index of every (output position, kernel offset)
-       pair gives a block's patches `(positions, patch_size, batch)`, already in the
-       matmul's layout (no transpose of a large tensor, forward or backward);
-    3. `einsum(kernel (positions, patch_size, filters), patches)` gives
-       `(positions, filters, batch)`, which is small and is moved back to the
-       requested data format.
+    1. the input is laid out position-major, `(*spatial, batch, channels)`, and padded;
+    2. the cells kernel offset `o` reads are a slice of it, already `(positions, batch,
+       channels)` (with strides, a unit-stride slice of one stride phase of the input);
+    3. `slice @ kernel rows of o` `(positions, channels, filters)` (a slice of the legacy
+       kernel layout) gives that offset's `(positions, batch, filters)` share of the
+       output; the shares are summed and moved back to the requested data format.
 
-    The gradient is written by hand (`_input_grad`): kernel gradient and patch gradient
-    are one batched matmul each, in the kernel's own layout, and the patch gradient is
-    added back to the input with a segment sum over the band of input cells the block
-    read. No 250 MB kernel transpose, and with several blocks the patches are
-    recomputed per block in the backward instead of being stored, so peak memory is the
-    kernel, its gradient and one block (at most 128 MiB of patches), not all patches and
-    their gradient. The graph holds a few ops per block (4 blocks for DeepFace's L4 at
-    batch 32), whatever the number of output positions.
+    No patch tensor (500 MB for DeepFace's L4 at batch 32), gather or segment sum. The
+    gradient is written by hand with the same shape (`_gradients`): per offset, the
+    kernel gradient `slice^T @ upstream` and the input gradient `upstream @ kernel
+    rows^T`, added at the cells the offset read (`_input_gradient`); the kernel gradient
+    is joined in the legacy layout once. Peak memory is the kernel, its gradient and a
+    few input-sized tensors. Layers with few channels multiply runs of offsets at once
+    (`_offset_groups`). The saved weights keep the legacy layout, so Keras 2 weights load
+    unchanged.
     """
 
     def __init__(
@@ -178,8 +178,8 @@ class BaseLocallyConnected(keras.layers.Layer):
         return tuple(phase), starts
 
     def _phase_split(self, x):
-        """A function from a stride phase to that phase's cells of `x` `(*padded, C, batch)`,
-        `(*grid, C, batch)`, each computed once: the input padded to whole strides and
+        """A function from a stride phase to that phase's cells of `x` `(*padded, batch, C)`,
+        `(*grid, batch, C)`, each computed once: the input padded to whole strides and
         reshaped, so no strided slice runs per offset (with unit strides, `x` itself)."""
         if all(s == 1 for s in self.strides):
             return lambda phase: x
@@ -200,7 +200,7 @@ class BaseLocallyConnected(keras.layers.Layer):
         return phase_cells
 
     def _window(self, phases, offset: Sequence[int]):
-        """The `(*out, C, batch)` cells of the padded input that kernel offset `offset`
+        """The `(*out, batch, C)` cells of the padded input that kernel offset `offset`
         reads, a unit-stride slice of its phase (`phases` from `_phase_split`)."""
         phase, starts = self._phase_and_start(offset, range(self.rank))
         block = tuple(slice(a, a + n) for a, n in zip(starts, self.output_size, strict=True))
@@ -332,10 +332,10 @@ class BaseLocallyConnected(keras.layers.Layer):
         return [grouped[(Ellipsis, t)] for t in range(count)]
 
     def _local_matmul(self, x, kernel):
-        """`(P, F, batch)` outputs of the padded position-major input `x` `(*padded, C, batch)`.
+        """`(P, batch, F)` outputs of the padded position-major input `x` `(*padded, batch, C)`.
 
         One batched matmul per run of kernel offsets (`_offset_groups`), summed: the
-        offset's strided slice of `x` is already `(positions, C, batch)`, and its kernel
+        offset's slice of `x` is already `(positions, batch, C)`, and its kernel
         rows are a slice of the legacy layout. No patch tensor, gather or segment sum.
         The gradient is written by hand with the same shape (`_gradients`).
         """
@@ -362,7 +362,7 @@ class BaseLocallyConnected(keras.layers.Layer):
     def _input_gradient(self, pieces):
         """The sum of every offset's input-gradient piece at the cells that offset read.
 
-        `pieces` yields `(offset, piece)`, piece `(*out, C, batch)`. The cells an offset
+        `pieces` yields `(offset, piece)`, piece `(*out, batch, C)`. The cells an offset
         reads are one stride phase of the padded input (`o * dilation mod stride` per
         dim) and, within that phase's grid of `ceil(padded / stride)` cells, a block
         starting at `o * dilation // stride`: so a piece is placed by zero padding alone,
@@ -407,8 +407,8 @@ class BaseLocallyConnected(keras.layers.Layer):
     def _gradients(self, phases, kernel, upstream, groups):
         """Input and kernel gradients of `_local_matmul`, one run of offsets at a time.
 
-        Per run: the kernel gradient `patches @ upstream^T` `(P, depth, F)` and the patch
-        gradient `kernel^T @ upstream` `(P, depth, batch)`, whose per-offset pieces are
+        Per run: the kernel gradient `patches^T @ upstream` `(P, depth, F)` and the patch
+        gradient `upstream @ kernel^T` `(P, batch, depth)`, whose per-offset pieces are
         added at the input cells the offset read (`_input_gradient`). The kernel
         gradient's runs are joined in the legacy layout at the end.
         """
