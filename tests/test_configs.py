@@ -34,13 +34,17 @@ def test_every_model_and_data_composes(model, data):
     assert cfg.data.image_size == (list(cfg.model.input_size) if cfg.model.input_size else None)
 
 
-def test_deepface_selects_faces_and_the_paper_optimizer():
+def test_deepface_selects_faces_and_its_recipe():
     cfg = _compose("model=deepface")
     assert cfg.data.name == "orl_faces"
     assert list(cfg.data.image_size) == [152, 152] and cfg.data.channels == 3
-    assert cfg.optimizer._target_ == "keras.optimizers.SGD"
-    assert cfg.optimizer.learning_rate == 0.01 and cfg.optimizer.momentum == 0.9
-    assert cfg.trainer.batch_size == 32
+    assert cfg.optimizer._target_ == "keras.optimizers.AdamW"
+    assert cfg.optimizer.learning_rate == 3e-4
+    assert cfg.schedule._target_ == "zoo.training.recipe.cosine_with_warmup"
+    trainer = cfg.trainer
+    assert (trainer.batch_size, trainer.epochs, trainer.label_smoothing) == (32, 50, 0.1)
+    assert cfg.data.augment.horizontal_flip and cfg.data.augment.max_shift == 8
+    assert "reduce_lr" not in cfg.trainer.callbacks
     # The command line still wins over the model's choices.
     cfg = _compose("model=deepface", "data=lfw_subset", "optimizer=adam", "trainer.batch_size=8")
     assert (cfg.data.name, cfg.optimizer._target_, cfg.trainer.batch_size) == (
@@ -48,6 +52,16 @@ def test_deepface_selects_faces_and_the_paper_optimizer():
         "keras.optimizers.Adam",
         8,
     )
+
+
+def test_the_paper_recipe_stays_selectable():
+    cfg = _compose("experiment=deepface_paper")
+    assert cfg.model.name == "deepface" and cfg.data.name == "orl_faces"
+    assert cfg.optimizer._target_ == "keras.optimizers.SGD"
+    assert cfg.optimizer.learning_rate == 0.01 and cfg.optimizer.momentum == 0.9
+    assert cfg.get("schedule") is None and cfg.data.augment is None
+    assert cfg.trainer.label_smoothing == 0.0 and cfg.trainer.callbacks.reduce_lr.min_lr == 1e-4
+    assert cfg.model.builder.kernel_initializer == "glorot_uniform"
 
 
 def test_the_keys_users_type():

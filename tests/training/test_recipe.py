@@ -27,9 +27,14 @@ def test_cosine_with_warmup_rises_linearly_then_follows_the_cosine():
     np.testing.assert_allclose(rates[10:], expected, rtol=1e-5)
 
 
-def test_warmup_longer_than_the_run_is_refused():
-    with pytest.raises(ValueError, match=r"warmup_epochs=5 must be >= 0 and shorter than"):
-        recipe.cosine_with_warmup(0.01, steps_per_epoch=10, epochs=5, warmup_epochs=5)
+def test_a_warmup_as_long_as_the_run_is_cut_to_its_first_half(caplog):
+    with caplog.at_level("INFO"):
+        schedule = recipe.cosine_with_warmup(0.01, steps_per_epoch=10, epochs=1, warmup_epochs=2)
+    assert "warming up over the first 5 of 10 steps" in caplog.text
+    assert float(schedule(5)) == pytest.approx(0.01)  # the peak, at the end of the warm-up
+    assert float(schedule(0)) == pytest.approx(0.002)
+    with pytest.raises(ValueError, match=r"schedule.warmup_epochs must be >= 0, got -1"):
+        recipe.cosine_with_warmup(0.01, steps_per_epoch=10, epochs=5, warmup_epochs=-1)
 
 
 def test_label_smoothing_matches_a_hand_computation():

@@ -7,9 +7,13 @@ warm-up from `conf/schedule/`, and Keras's cross-entropy with label smoothing.
 
 from __future__ import annotations
 
+import logging
+
 import keras
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
 
 
 def cosine_with_warmup(
@@ -22,6 +26,9 @@ def cosine_with_warmup(
     """Linear warm-up from ~0 to `learning_rate` over `warmup_epochs`, then a cosine decay
     to `final_fraction * learning_rate` at the end of the last epoch.
 
+    A warm-up as long as the run (a one-epoch smoke test of a recipe made for thirty) is
+    cut to the first half of the run, with a log line saying so.
+
     Args:
         learning_rate: the peak rate (the optimizer config's `learning_rate`).
         steps_per_epoch: optimizer steps in one epoch.
@@ -31,10 +38,17 @@ def cosine_with_warmup(
     """
     total = steps_per_epoch * epochs
     warmup = round(warmup_epochs * steps_per_epoch)
-    if not 0 <= warmup < total:
-        raise ValueError(
-            f"schedule.warmup_epochs={warmup_epochs} must be >= 0 and shorter than "
-            f"trainer.epochs={epochs}; lower it or train longer"
+    if warmup < 0:
+        raise ValueError(f"schedule.warmup_epochs must be >= 0, got {warmup_epochs}")
+    if warmup >= total:
+        warmup = total // 2
+        log.info(
+            "schedule.warmup_epochs=%s is not shorter than trainer.epochs=%s: warming up "
+            "over the first %d of %d steps instead",
+            warmup_epochs,
+            epochs,
+            warmup,
+            total,
         )
     if not 0.0 <= final_fraction <= 1.0:
         raise ValueError(f"schedule.final_fraction must lie in [0, 1], got {final_fraction}")
@@ -59,7 +73,7 @@ def build_optimizer(cfg: DictConfig, steps_per_epoch: int | None) -> keras.optim
     if cfg.trainer.callbacks.get("reduce_lr"):
         raise ValueError(
             "a learning-rate schedule and the reduce_lr callback both set the learning rate; "
-            "drop one: schedule=none, or ~trainer.callbacks.reduce_lr"
+            "drop one: schedule=null, or ~trainer.callbacks.reduce_lr"
         )
     steps = cfg.trainer.get("steps_per_epoch") or steps_per_epoch
     if not steps:
