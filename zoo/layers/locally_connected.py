@@ -331,6 +331,20 @@ class BaseLocallyConnected(keras.layers.Layer):
         grouped = ops.reshape(patches_grad, (*self.output_size, -1, self._channels, count))
         return [grouped[(Ellipsis, t)] for t in range(count)]
 
+    @staticmethod
+    def _after(tensor, previous):
+        """`tensor`, computed only once `previous` is (`tensor` itself if it is None).
+
+        TensorFlow's executor runs every op as soon as its inputs exist, so without this
+        the slices of all kernel offsets (2 GB for DeepFace's L4 at batch 128) would be
+        made before the first product consumes them. An input-sized add of zero per
+        kernel row orders the forward's rows, so it holds one row's slices at a time (the
+        same ordering in the backward cost more time than it saved memory: bench/RESULTS.md).
+        """
+        if previous is None:
+            return tensor
+        return tensor + ops.cast(0, tensor.dtype) * ops.sum(previous[:1, :1, :1])
+
     def _local_matmul(self, x, kernel):
         """`(P, batch, F)` outputs of the padded position-major input `x` `(*padded, batch, C)`.
 
@@ -343,9 +357,11 @@ class BaseLocallyConnected(keras.layers.Layer):
 
         @ops.custom_gradient
         def local_matmul(x, kernel):
-            phases = self._phase_split(x)
-            outputs = None
+            outputs, row = None, None
             for first, offsets in groups:
+                if offsets[0][0] != row:  # a new kernel row: its slices wait for the last
+                    phases = self._phase_split(self._after(x, outputs))
+                    row = offsets[0][0]
                 weights = self._group_kernel(kernel, first, len(offsets))
                 y = ops.einsum("pbk,pkf->pbf", self._group_patches(phases, offsets), weights)
                 outputs = y if outputs is None else outputs + y
@@ -353,7 +369,7 @@ class BaseLocallyConnected(keras.layers.Layer):
             def grad(*args, upstream=None):
                 if upstream is None:
                     (upstream,) = args
-                return self._gradients(phases, kernel, upstream, groups)
+                return self._gradients(x, kernel, upstream, groups)
 
             return outputs, grad
 
@@ -404,7 +420,7 @@ class BaseLocallyConnected(keras.layers.Layer):
         grads = ops.reshape(grads, (*full, -1, self._channels))
         return grads[tuple(slice(0, n) for n in self._padded_spatial)]
 
-    def _gradients(self, phases, kernel, upstream, groups):
+    def _gradients(self, x, kernel, upstream, groups):
         """Input and kernel gradients of `_local_matmul`, one run of offsets at a time.
 
         Per run: the kernel gradient `patches^T @ upstream` `(P, depth, F)` and the patch
@@ -413,6 +429,8 @@ class BaseLocallyConnected(keras.layers.Layer):
         gradient's runs are joined in the legacy layout at the end.
         """
         kernel_grads = []
+
+        phases = self._phase_split(x)
 
         def pieces():
             for first, offsets in groups:
