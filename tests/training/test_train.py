@@ -59,6 +59,10 @@ def test_multirun_trains_mlp_cnn_lcn_one_run_each(tmp_path):
     for run in runs:
         _check_run(client, run, run.data.tags["model"], "digits", 2, output)
         assert run.data.metrics["test_accuracy"] > 0.5  # 10 digits: chance is 0.1
+        loss = [m.value for m in client.get_metric_history(run.info.run_id, "loss")]
+        assert loss[-1] < loss[0]  # the default recipe trains
+        for baseline in ("logistic_regression", "rbf_svm"):  # beside it, on the same split
+            assert run.data.metrics[f"baseline_{baseline}_test_accuracy"] > 0.9
     model = _reload_and_predict(runs[2], tmp_path, (8, 8, 1))
     assert any(type(layer).__name__ == "LocallyConnected2D" for layer in model.layers)
     signature = mlflow.models.get_model_info(f"runs:/{runs[0].info.run_id}/model").signature
