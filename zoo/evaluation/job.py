@@ -47,7 +47,10 @@ def load_model(cfg: DictConfig) -> tuple[keras.Model, str, str | None]:
             )
         import zoo.layers  # noqa: F401  (registers LocallyConnected2D)
 
-        return keras.saving.load_model(path, safe_mode=True), str(path), None
+        # Evaluation computes its own metrics: the training loss (maybe zoo's smoothed one) is
+        # not needed, so the file loads without importing the training recipe.
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+        return model, str(path), None
     uri, run_id = tracking.resolve_model(cfg.get("run_id"), cfg.get("model_uri"))
     return tracking.load_keras_model(uri), uri, run_id
 
