@@ -27,6 +27,9 @@ def test_train_then_evaluate_with_exports(tmp_path):
         "trainer.epochs=1",
         "model.builder.filters=4",
         "model.builder.hidden_units=16",
+        # Plain cross-entropy, so that the training run's test_loss (its own loss) is the
+        # quantity evaluate.py reports; with label smoothing the two losses differ.
+        "trainer.label_smoothing=0",
     )
     assert code == 0, output[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
