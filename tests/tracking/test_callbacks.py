@@ -31,7 +31,7 @@ def test_training_run_has_no_duplicate_names_or_step_zero_bars(trained, tracking
     client = mlflow.MlflowClient()
     run = client.get_run(trained.run_id)
     assert not [name for name in run.data.params if name.startswith("optimizer_")]
-    assert run.data.params["optimizer.learning_rate"] == "0.001"  # the config's spelling
+    assert run.data.params["optimizer.learning_rate"] == "0.002"  # the config's spelling
     assert not [name for name in run.data.metrics if name.startswith("validation_")]
     per_epoch = ("loss", "accuracy", "top5_accuracy", "val_loss", "val_accuracy", "learning_rate")
     for name in per_epoch:

@@ -66,15 +66,27 @@ def test_the_smoothed_loss_survives_a_keras_round_trip(tmp_path):
 
 
 def test_a_schedule_drives_the_optimizer_and_excludes_reduce_lr():
-    cfg = _compose(
-        "optimizer=adamw", "schedule=cosine", "trainer.epochs=4", "~trainer.callbacks.reduce_lr"
-    )
+    cfg = _compose("optimizer=adamw", "schedule=cosine", "trainer.epochs=4")
     optimizer = recipe.build_optimizer(cfg, steps_per_epoch=5)
     assert isinstance(optimizer, keras.optimizers.AdamW)
     warmup = cfg.schedule.warmup_epochs * 5  # steps
     # At step 0 the optimizer runs at the warm-up's first rate, not the configured peak.
     assert float(optimizer.learning_rate) == pytest.approx(cfg.optimizer.learning_rate / warmup)
     with pytest.raises(ValueError, match=r"reduce_lr callback both set the learning rate"):
-        recipe.build_optimizer(_compose("schedule=cosine", "trainer=default"), steps_per_epoch=5)
+        plateau = "+trainer.callbacks.reduce_lr={_target_: keras.callbacks.ReduceLROnPlateau}"
+        recipe.build_optimizer(_compose("schedule=cosine", plateau), steps_per_epoch=5)
     with pytest.raises(ValueError, match=r"trainer.steps_per_epoch=<batches per epoch>"):
         recipe.build_optimizer(cfg, steps_per_epoch=None)
+
+
+def test_the_learning_rate_of_each_epoch_is_in_the_logs():
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    schedule = recipe.cosine_with_warmup(0.01, steps_per_epoch=4, epochs=3, warmup_epochs=1)
+    model.compile(optimizer=keras.optimizers.SGD(schedule), loss=recipe.build_loss(0.1))
+    images, labels = np.zeros((16, 2), "float32"), np.zeros(16, "int32")
+    history = model.fit(
+        images, labels, batch_size=4, epochs=3, callbacks=[recipe.LearningRateLog()], verbose=0
+    )
+    expected = [float(schedule(4 * epoch)) for epoch in (1, 2, 3)]  # after each epoch's steps
+    np.testing.assert_allclose(history.history["learning_rate"], expected, rtol=1e-5)

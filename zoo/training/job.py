@@ -53,7 +53,8 @@ def compile_model(
 
 def make_callbacks(cfg: DictConfig, output_dir: Path) -> list[keras.callbacks.Callback]:
     """The configured Keras callbacks, a best-model checkpoint, and MLflow's callback."""
-    callbacks = [instantiate(spec) for spec in cfg.trainer.callbacks.values() if spec]
+    callbacks = [recipe.LearningRateLog()]
+    callbacks += [instantiate(spec) for spec in cfg.trainer.callbacks.values() if spec]
     callbacks.append(
         keras.callbacks.ModelCheckpoint(
             output_dir / "checkpoints" / "best.keras",

@@ -127,3 +127,14 @@ def build_loss(label_smoothing: float = 0.0) -> keras.losses.Loss:
     if label_smoothing:
         return SparseCategoricalCrossentropy(label_smoothing)
     return keras.losses.SparseCategoricalCrossentropy()
+
+
+class LearningRateLog(keras.callbacks.Callback):
+    """Puts the optimizer's current learning rate into each epoch's logs (`learning_rate`),
+    so the tracking callback records the schedule as it does every other per-epoch value
+    (Keras's own `ReduceLROnPlateau` does the same; a schedule alone does not)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            rate = self.model.optimizer.learning_rate
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
