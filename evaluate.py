@@ -9,7 +9,6 @@
 Hydra composes `conf/evaluate.yaml`; returns the headline metric (accuracy or AUC).
 """
 
-import os
 from pathlib import Path
 
 import hydra
@@ -19,8 +18,10 @@ from omegaconf import DictConfig
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from zoo.console import load_tensorflow_quietly
+    from zoo.runtime import configure_tensorflow
+
+    configure_tensorflow()  # before TensorFlow loads: oneDNN kernels, quiet C++ logs
 
     load_tensorflow_quietly()  # no CUDA probe lines on CPU-only machines
     output_dir = Path(HydraConfig.get().runtime.output_dir)

@@ -4,7 +4,6 @@ Hydra composes `conf/train.yaml`; `python train.py --help` lists every choice. R
 best validation metric (`trainer.monitor`) so that Hydra sweepers can optimise it.
 """
 
-import os
 from pathlib import Path
 
 import hydra
@@ -14,8 +13,10 @@ from omegaconf import DictConfig
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     from zoo.console import load_tensorflow_quietly
+    from zoo.runtime import configure_tensorflow
+
+    configure_tensorflow()  # before TensorFlow loads: oneDNN kernels, quiet C++ logs
 
     load_tensorflow_quietly()  # no CUDA probe lines on CPU-only machines
     from zoo.training import train  # TensorFlow loads here, so --help stays fast

@@ -35,6 +35,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import tensorflow as tf  # noqa: E402
 from cases import CASES, Case  # noqa: E402
 
+from zoo import machine  # noqa: E402
+
 LAYER_PATH = "zoo/layers/locally_connected.py"
 
 
@@ -119,14 +121,6 @@ def run_case(case: Case, impls: list[str], modes: list[str], rounds: int, baseli
     return result
 
 
-def cpu_model() -> str:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    fields = dict(line.split(":", 1) for line in lscpu if ":" in line)
-    flags = set(fields.get("Flags", "").split())
-    simd = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    return f"{fields.get('Model name', '?').strip()} ({os.cpu_count()} cores, {' '.join(simd)})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="L4_b32", help="comma-separated case names")
@@ -147,8 +141,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
     modes = args.modes.split(",")
-    print(f"machine: {cpu_model()}; load average {os.getloadavg()[0]:.2f} at the start")
-    report = {"machine": cpu_model(), "command": " ".join(sys.argv), "cases": {}}
+    print(f"machine: {machine.describe()}; load average {os.getloadavg()[0]:.2f} at the start")
+    report = {"machine": machine.describe(), "command": " ".join(sys.argv), "cases": {}}
     for name in args.cases.split(","):
         result = run_case(CASES[name], impls, modes, args.rounds, baseline)
         report["cases"][name] = result

@@ -52,3 +52,10 @@ def test_image_grid_and_filter_figure():
         }
     ]
     assert len(plots.comparison(rows).axes) == 5
+
+
+def test_shift_curves_draw_the_spread_over_seeds_as_a_band():
+    figure = plots.shift_curves({"cnn": {0: 0.9, 1: 0.8}}, spread={"cnn": {0: 0.01, 1: 0.05}})
+    (band,) = figure.axes[0].collections
+    ys = band.get_paths()[0].vertices[:, 1]
+    np.testing.assert_allclose([ys.min(), ys.max()], [0.75, 0.91])

@@ -7,13 +7,14 @@ import os
 import sys
 import tempfile
 
-# TensorFlow's CUDA probe writes these from C++ through absl before absl's logging is set
-# up, so TF_CPP_MIN_LOG_LEVEL does not reach them.
-CUDA_PROBE_MARKERS = (
+# TensorFlow's CUDA probe and its oneDNN notice are written from C++ through absl before
+# absl's logging is set up, so TF_CPP_MIN_LOG_LEVEL does not reach them.
+START_UP_MARKERS = (
     "All log messages before absl::InitializeLog() is called are written to STDERR",
     "cudart_stub.cc",
     "cuda_platform.cc",
     "failed call to cuInit",
+    "oneDNN custom operations are on",  # zoo.runtime turns them on; README "Speed" says so
 )
 VERBOSITIES = ("auto", 0, 1, 2)
 
@@ -49,7 +50,7 @@ def load_tensorflow_quietly() -> None:
             os.close(saved)
         captured.seek(0)
         lines = captured.read().decode(errors="replace").splitlines(keepends=True)
-    sys.stderr.writelines(line for line in lines if not any(m in line for m in CUDA_PROBE_MARKERS))
+    sys.stderr.writelines(line for line in lines if not any(m in line for m in START_UP_MARKERS))
 
 
 def keras_verbosity(setting: str | int) -> int:

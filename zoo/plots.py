@@ -82,12 +82,22 @@ def roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]]) -> Figure:
     return figure
 
 
-def shift_curves(curves: Mapping[str, Mapping[int, float]]) -> Figure:
-    """Test accuracy against shift in pixels, one line per model."""
+def shift_curves(
+    curves: Mapping[str, Mapping[int, float]],
+    spread: Mapping[str, Mapping[int, float]] | None = None,
+) -> Figure:
+    """Test accuracy against shift in pixels, one line per model; a band of ± `spread`
+    (e.g. the standard deviation over seeds) around each line where given."""
     figure, axis = plt.subplots(figsize=(5.2, 3.8))
     for name, curve in curves.items():
         shifts = sorted(curve)
-        axis.plot(shifts, [curve[s] for s in shifts], marker="o", label=name)
+        values = np.array([curve[s] for s in shifts])
+        (line,) = axis.plot(shifts, values, marker="o", label=name)
+        if spread and name in spread:
+            band = np.array([spread[name][s] for s in shifts])
+            axis.fill_between(
+                shifts, values - band, values + band, color=line.get_color(), alpha=0.2
+            )
     axis.set_xlabel("shift (pixels, mean of right/left/down/up)")
     axis.set_ylabel("test accuracy")
     axis.set_ylim(0, 1.02)
@@ -140,7 +150,8 @@ def position_specific_filters(
 
 
 def comparison(rows: Sequence[Mapping[str, float | str]]) -> Figure:
-    """Parameters, FLOPs, step time and accuracy (clean and at the largest shift) per model."""
+    """Parameters, FLOPs, step time and accuracy (clean and at the largest shift) per model,
+    with error bars where a row has `<key>_std` (over seeds)."""
     names = [str(r["model"]) for r in rows]
     panels = [
         ("parameters", "parameters", True),
@@ -152,7 +163,8 @@ def comparison(rows: Sequence[Mapping[str, float | str]]) -> Figure:
     figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
     for axis, (key, label, log_scale) in zip(axes, panels, strict=True):
         values = [float(r.get(key, np.nan)) for r in rows]
-        axis.bar(names, values, color=plt.cm.tab10(np.arange(len(names))))
+        errors = [float(r.get(f"{key}_std", 0.0)) for r in rows]
+        axis.bar(names, values, yerr=errors, capsize=3, color=plt.cm.tab10(np.arange(len(names))))
         if log_scale:
             axis.set_yscale("log")
         axis.set_title(label, fontsize=10)

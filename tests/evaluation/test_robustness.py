@@ -38,3 +38,16 @@ def test_shift_curve_of_a_hand_worked_case():
     metrics = robustness.metrics(curve)
     assert metrics["shift_1px_accuracy"] == 0.75
     assert metrics["shift_retained_at_2px"] == 0.25
+
+
+def test_a_classifier_function_gets_the_same_curve_as_the_equivalent_model():
+    image = np.zeros((1, 4, 4, 1), "float32")
+    image[0, 1, 1, 0] = 1.0
+
+    def left_or_right(images: np.ndarray) -> np.ndarray:  # what a scikit-learn baseline gives
+        left, right = images[:, :, :2].sum(axis=(1, 2, 3)), images[:, :, 2:].sum(axis=(1, 2, 3))
+        return np.where(left > right, 0, 1)
+
+    curve = robustness.shift_curve(left_or_right, image, np.array([0]), max_shift=2)
+    assert curve == robustness.shift_curve(_left_or_right_model(), image, np.array([0]), 2)
+    assert curve == {0: 1.0, 1: 0.75, 2: 0.25}

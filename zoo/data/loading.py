@@ -46,7 +46,12 @@ def load_raw(data_cfg: Mapping[str, Any] | DictConfig, *, seed: int) -> RawSplit
 
 
 def load_data(
-    data_cfg: Mapping[str, Any] | DictConfig, *, batch_size: int, seed: int, augment: bool = True
+    data_cfg: Mapping[str, Any] | DictConfig,
+    *,
+    batch_size: int,
+    seed: int,
+    augment: bool = True,
+    pad_batches_to: int = 1,
 ) -> DataSplits:
     """``conf/data/<name>.yaml`` (as a DictConfig or dict) → batched ``DataSplits``.
 
@@ -54,6 +59,7 @@ def load_data(
     with the config's ``image_size``, ``channels``, ``augment``, ``cache`` and
     ``shuffle_buffer`` (missing keys take ``build_datasets``' defaults). ``augment=False``
     leaves the training split as it is (evaluation, baselines), whatever the config says.
+    ``pad_batches_to`` > 1 pads batches for an even split over devices (``pad_batches``).
     """
     raw = load_raw(data_cfg, seed=seed)
     keys = ("image_size", "channels", "augment", "cache", "shuffle_buffer")
@@ -62,7 +68,9 @@ def load_data(
         for key in keys
         if key in data_cfg and (augment or key != "augment")
     }
-    return build_datasets(raw, batch_size=batch_size, seed=seed, **options)
+    return build_datasets(
+        raw, batch_size=batch_size, seed=seed, pad_batches_to=pad_batches_to, **options
+    )
 
 
 def split_arrays(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:

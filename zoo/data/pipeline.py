@@ -233,6 +233,26 @@ def _augment(
     return tf.data.Dataset.zip((dataset, seeds)).map(apply, num_parallel_calls=_AUTOTUNE)
 
 
+def pad_batches(dataset: tf.data.Dataset, multiple: int) -> tf.data.Dataset:
+    """`(images, labels)` batches → `(images, labels, weights)`, each batch padded with
+    zero-weight blank examples to a multiple of `multiple` rows.
+
+    For data parallelism on JAX, where every batch must split evenly over the devices:
+    with weights 0 the padding changes no metric and no gradient (the loss is averaged
+    with `mean_with_sample_weight`), and no example is dropped.
+    """
+
+    def pad(images: tf.Tensor, labels: tf.Tensor):
+        size = tf.shape(images)[0]
+        extra = (multiple - size % multiple) % multiple
+        weights = tf.concat([tf.ones([size]), tf.zeros([extra])], axis=0)
+        images = tf.pad(images, [[0, extra], [0, 0], [0, 0], [0, 0]])
+        labels = tf.pad(labels, [[0, extra]])
+        return images, labels, weights
+
+    return dataset.map(pad, num_parallel_calls=_AUTOTUNE)
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """The shuffle and augmentation seed of one epoch: a pure function of ``(seed, epoch)``."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
@@ -248,6 +268,7 @@ def build_datasets(
     cache: bool = True,
     shuffle_buffer: int = 10_000,
     seed: int = 0,
+    pad_batches_to: int = 1,
 ) -> DataSplits:
     """Turn raw splits into batched model inputs, one tf.data pipeline per split.
 
@@ -266,6 +287,8 @@ def build_datasets(
         cache: keep the preprocessed examples in memory after the first pass.
         shuffle_buffer: shuffle buffer size for the train split.
         seed: seeds the shuffle and the augmentation.
+        pad_batches_to: > 1 pads every batch to a multiple of it with zero-weight
+            examples, and the splits yield `(images, labels, weights)` (`pad_batches`).
 
     Returns:
         ``DataSplits`` of ``(float32 [b, h, w, c] in [0, 1], int32 [b])`` batches; its spec's
@@ -302,7 +325,11 @@ def build_datasets(
         )
         if augmentation.enabled:
             examples = _augment(examples, augmentation, final_shape, order_seed)
-        return examples.batch(batch_size)
+        return batched(examples)
+
+    def batched(examples: tf.data.Dataset) -> tf.data.Dataset:
+        examples = examples.batch(batch_size)
+        return pad_batches(examples, pad_batches_to) if pad_batches_to > 1 else examples
 
     train_examples = prepared(raw.train)
 
@@ -312,8 +339,8 @@ def build_datasets(
 
     return DataSplits(
         train=shuffled(train_examples, seed, True).prefetch(_AUTOTUNE),
-        validation=prepared(raw.validation).batch(batch_size).prefetch(_AUTOTUNE),
-        test=prepared(raw.test).batch(batch_size).prefetch(_AUTOTUNE),
+        validation=batched(prepared(raw.validation)).prefetch(_AUTOTUNE),
+        test=batched(prepared(raw.test)).prefetch(_AUTOTUNE),
         train_epochs=train_epochs,
         spec=DataSpec(
             name=raw.name,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,11 +28,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BaselineResult:
-    """One baseline's score on the test split and what fitting it cost."""
+    """One baseline's score on the test split, what fitting it cost, the fitted estimator."""
 
     name: str
     metrics: dict[str, float]
     fit_seconds: float
+    estimator: Any = field(default=None, repr=False, compare=False)
 
     def prefixed(self) -> dict[str, float]:
         """`{"baseline_<name>_<metric>": value}`, fit time included, for the tracking store."""
@@ -85,7 +86,7 @@ def identification(
             seconds,
             f", chosen by cross-validation on train: {chosen}" if chosen else "",
         )
-        results.append(BaselineResult(name, {"test_accuracy": accuracy}, seconds))
+        results.append(BaselineResult(name, {"test_accuracy": accuracy}, seconds, estimator))
     return results
 
 

@@ -1,15 +1,17 @@
 """The seeds' comparison, measured: mlp vs cnn vs lcn (vs deepface) trained on the same data.
 
-For each model: train with `train.py`'s job (a normal MLflow run), evaluate it (nested run:
-accuracy, translation robustness), count parameters and FLOPs from the built model, and
-time training steps. One markdown table and one plot are written and logged to a
-`comparison` MLflow run.
+For each model and seed: train with `train.py`'s job (a normal MLflow run, timed), evaluate
+it (nested run: accuracy, translation robustness), count parameters and FLOPs from the built
+model, and time training steps. The data's scikit-learn baselines are fitted on the same
+splits and shifted the same way. A markdown table (mean ± std over seeds, and every run)
+and plots are written and logged to a `comparison` MLflow run.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import keras
@@ -18,9 +20,9 @@ from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from zoo import plots, tracking
-from zoo.data import load_data
-from zoo.evaluation import complexity
+from zoo import machine, plots, tracking
+from zoo.data import load_data, split_arrays
+from zoo.evaluation import baselines, complexity, robustness
 
 log = logging.getLogger(__name__)
 
@@ -42,91 +44,200 @@ def train_step_ms(train_cfg: DictConfig, steps: int) -> float:
     return 1000 * float(np.median(times))
 
 
-def measure(name: str, cfg: DictConfig, output_dir: Path) -> dict[str, float | str]:
+def measure(name: str, seed: int, cfg: DictConfig, output_dir: Path) -> dict[str, float | str]:
+    """Train `name` at `seed` with train.py's job, evaluate it, count and time it."""
     from zoo.evaluation import evaluate
     from zoo.training import train
 
-    overrides = [f"model={name}", *cfg.compare.train_overrides]
+    overrides = [f"model={name}", f"seed={seed}", *cfg.compare.train_overrides]
     train_cfg = compose(config_name="train", overrides=overrides)
-    run_dir = output_dir / name
+    run_dir = output_dir / f"{name}_seed{seed}"
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     # What Hydra writes for train.py: the run logs it, and evaluation reads its data config.
     OmegaConf.save(train_cfg, run_dir / ".hydra" / "config.yaml")
+    start = time.perf_counter()
     train(train_cfg, run_dir)
+    train_seconds = time.perf_counter() - start
     run_id = tracking.last_run_id()
+    epochs = tracking.epochs_logged(run_id)
     eval_cfg = OmegaConf.merge(cfg, {"run_id": run_id, "compare": None})
     metrics = evaluate(eval_cfg, run_dir)
-    spec = load_data(train_cfg.data, batch_size=1, seed=train_cfg.seed).spec
+    spec = load_data(train_cfg.data, batch_size=1, seed=seed).spec
     totals = complexity.totals(instantiate(train_cfg.model.builder)(spec))
     keras.backend.clear_session()
-    largest = cfg.robustness.max_shift
     return {
         "model": name,
+        "seed": seed,
         "run_id": run_id,
         **totals,
         "train_step_ms": train_step_ms(train_cfg, cfg.compare.timing_steps),
+        "run_s": train_seconds,
+        "epochs": epochs,
+        "epoch_s": train_seconds / max(epochs, 1),
         "test_accuracy": metrics["test_accuracy"],
-        "shifted_accuracy": metrics[f"shift_{largest}px_accuracy"],
-        "retained": metrics[f"shift_retained_at_{largest}px"],
         **{k: v for k, v in metrics.items() if k.startswith("shift_") and k.endswith("accuracy")},
     }
 
 
-def markdown(rows: list[dict], cfg: DictConfig) -> str:
+def baseline_rows(seed: int, cfg: DictConfig) -> list[dict[str, float | str]]:
+    """The data's identification baselines (`conf/baselines/`) on the split of `seed`: test
+    accuracy, shift curve, fit time; the split is the one the models of this seed see."""
+    train_cfg = compose(
+        config_name="train", overrides=[f"seed={seed}", *cfg.compare.train_overrides]
+    )
+    estimators = (train_cfg.get("baselines") or {}).get("identification") or {}
+    if not estimators:
+        return []
+    data = load_data(train_cfg.data, batch_size=256, seed=seed, augment=False)
+    test_images, test_labels = split_arrays(data.test)
+    rows = []
+    for result in baselines.identification(
+        estimators, split_arrays(data.train), (test_images, test_labels)
+    ):
+        estimator = result.estimator
+        curve = robustness.shift_curve(
+            lambda images, e=estimator: e.predict(baselines.flat_pixels(images)),
+            test_images,
+            test_labels,
+            cfg.robustness.max_shift,
+        )
+        rows.append(
+            {
+                "model": f"{result.name} (baseline)",
+                "seed": seed,
+                "run_s": result.fit_seconds,
+                "test_accuracy": result.metrics["test_accuracy"],
+                **{f"shift_{s}px_accuracy": value for s, value in curve.items()},
+            }
+        )
+    return rows
+
+
+def summarise(runs: list[dict], largest: int) -> list[dict]:
+    """One row per model: mean and standard deviation over seeds of every measured number."""
+    summary = []
+    for name in dict.fromkeys(r["model"] for r in runs):
+        mine = [r for r in runs if r["model"] == name]
+        row: dict = {"model": name, "seeds": [r["seed"] for r in mine]}
+        row["run_ids"] = [r["run_id"] for r in mine if "run_id" in r]
+        for key, value in mine[0].items():
+            if isinstance(value, int | float) and key != "seed":
+                values = np.array([float(r[key]) for r in mine])
+                row[key] = float(values.mean())
+                row[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        clean, shifted = row["shift_0px_accuracy"], row[f"shift_{largest}px_accuracy"]
+        row["shifted_accuracy"] = shifted
+        row["retained"] = shifted / clean if clean else 0.0
+        summary.append(row)
+    return summary
+
+
+def _count(row: Mapping, key: str) -> str:
+    return f"{int(row[key]):,}" if key in row else "—"
+
+
+def _pm(row: Mapping, key: str, digits: int = 3) -> str:
+    if key not in row:
+        return "—"
+    mean, std = row[key], row.get(f"{key}_std", 0.0)
+    return (
+        f"{mean:.{digits}f} ± {std:.{digits}f}" if len(row["seeds"]) > 1 else f"{mean:.{digits}f}"
+    )
+
+
+def markdown(summary: list[dict], runs: list[dict], cfg: DictConfig) -> str:
+    """The comparison table (mean ± std over seeds) and the per-run table under it."""
     largest = cfg.robustness.max_shift
     shifts = range(largest + 1)
-    header = (
-        "| model | parameters | FLOPs / example | train step (ms) | test accuracy | "
-        + " | ".join(f"{s}px" for s in shifts)
-        + f" | kept at {largest}px | MLflow run |"
-    )
-    lines = [header, "|---" * (6 + len(shifts)) + "|---|"]
-    for r in rows:
-        shifted = " | ".join(f"{r[f'shift_{s}px_accuracy']:.3f}" for s in shifts)
+    header = [
+        "model",
+        "parameters",
+        "FLOPs / example",
+        "train step (ms)",
+        "wall per run (s)",
+        "per epoch (s)",
+        "test accuracy",
+        *(f"{s}px" for s in shifts),
+        f"kept at {largest}px",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for r in summary:
         lines.append(
-            f"| {r['model']} | {r['parameters']:,} | {r['flops_per_example']:,} | "
-            f"{r['train_step_ms']:.2f} | {r['test_accuracy']:.3f} | {shifted} | "
-            f"{r['retained']:.0%} | `{r['run_id'][:8]}` |"
+            f"| {r['model']} | {_count(r, 'parameters')} | {_count(r, 'flops_per_example')} | "
+            f"{_pm(r, 'train_step_ms', 1)} | {_pm(r, 'run_s', 0)} | {_pm(r, 'epoch_s', 1)} | "
+            f"{_pm(r, 'test_accuracy')} | "
+            + " | ".join(_pm(r, f"shift_{s}px_accuracy") for s in shifts)
+            + f" | {r['retained']:.0%} |"
+        )
+    lines += [
+        "",
+        "| model | seed | test accuracy | wall (s) | epochs | MLflow run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        run = f"`{r['run_id'][:8]}`" if "run_id" in r else "— (scikit-learn, fit time)"
+        epochs = r.get("epochs", "—")
+        lines.append(
+            f"| {r['model']} | {r['seed']} | {r['test_accuracy']:.4f} | {r['run_s']:.0f} | "
+            f"{epochs} | {run} |"
         )
     return "\n".join(lines)
 
 
 def compare(cfg: DictConfig, output_dir: Path) -> float:
-    """Train, evaluate and time every model of `cfg.compare.models`; write table and plot."""
+    """Train, evaluate and time every model of `cfg.compare.models` at every seed of
+    `cfg.compare.seeds`, with the data's baselines on the same splits; write table and plots."""
     tracking.set_tracking_uri(cfg.tracking.uri)
-    rows = [measure(name, cfg, output_dir) for name in cfg.compare.models]
-    table = markdown(rows, cfg)
+    seeds = list(cfg.compare.seeds)
+    largest = cfg.robustness.max_shift
+    runs = [measure(name, seed, cfg, output_dir) for seed in seeds for name in cfg.compare.models]
+    runs += [row for seed in seeds for row in baseline_rows(seed, cfg)]
+    summary = summarise(runs, largest)
+    table = markdown(summary, runs, cfg)
     setup = (
-        f"Data `{cfg.compare.data_name}`, train overrides `{list(cfg.compare.train_overrides)}`, "
-        f"shifts averaged over right/left/down/up with zero fill; step time = median of "
-        f"{cfg.compare.timing_steps} `train_on_batch` calls on this machine's CPU."
+        f"Data `{cfg.compare.data_name}`, seeds {seeds} (each seed its own split, weights and "
+        f"augmentation; mean ± sample std over seeds), train overrides "
+        f"`{list(cfg.compare.train_overrides)}`; baselines (`conf/baselines/`) fitted on each "
+        f"seed's training split. Shifts averaged over right/left/down/up with zero fill. Train "
+        f"step = median of {cfg.compare.timing_steps} `train_on_batch` calls; wall per run = the "
+        f"whole training job (data, fit, test, baselines, model logging), per epoch = wall / "
+        f"epochs; for baselines, wall = their fit. Machine: {machine.describe()}."
     )
     text = f"# {cfg.compare.title}\n\n{setup}\n\n{table}\n"
     output = Path(cfg.compare.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     curves = {
-        r["model"]: {s: r[f"shift_{s}px_accuracy"] for s in range(cfg.robustness.max_shift + 1)}
-        for r in rows
+        r["model"]: {s: r[f"shift_{s}px_accuracy"] for s in range(largest + 1)} for r in summary
     }
-    tags = {"job": "compare", "models": ",".join(cfg.compare.models)}
+    spread = {
+        r["model"]: {s: r[f"shift_{s}px_accuracy_std"] for s in range(largest + 1)} for r in summary
+    }
+    models = [r for r in summary if "parameters" in r]
+    tags = {
+        "job": "compare",
+        "models": ",".join(cfg.compare.models),
+        "seeds": ",".join(map(str, seeds)),
+    }
     with tracking.start_child_run(None, cfg.tracking.experiment, "comparison", tags):
         tracking.log_text(text, "comparison.md")
-        tracking.log_figure(plots.comparison(rows), "plots/comparison.png")
-        tracking.log_figure(plots.shift_curves(curves), "plots/translation_robustness.png")
-        figure = plots.comparison(rows)
+        figure = plots.comparison(models)
+        tracking.log_figure(figure, "plots/comparison.png")
         figure.savefig(output.with_suffix(".png"), dpi=110)
-        plots.shift_curves(curves).savefig(output.with_name(output.stem + "_shift.png"), dpi=110)
-        for r in rows:
+        figure = plots.shift_curves(curves, spread)
+        tracking.log_figure(figure, "plots/translation_robustness.png")
+        figure.savefig(output.with_name(output.stem + "_shift.png"), dpi=110)
+        for r in summary:
+            name = r["model"].replace(" (baseline)", "")
             tracking.log_metrics(
-                {k: v for k, v in r.items() if isinstance(v, int | float)}, prefix=f"{r['model']}_"
+                {k: v for k, v in r.items() if isinstance(v, int | float)}, prefix=f"{name}_"
             )
-    by_name = {r["model"]: r["run_id"] for r in rows}
-    if {"cnn", "lcn"} <= set(by_name):
+    first = {r["model"]: r["run_id"] for r in runs if r.get("seed") == seeds[0] and "run_id" in r}
+    if {"cnn", "lcn"} <= set(first):
         from zoo.evaluation import local_filter_figure
 
-        lcn, cnn = (tracking.load_keras_model(f"runs:/{by_name[m]}/model") for m in ("lcn", "cnn"))
+        lcn, cnn = (tracking.load_keras_model(f"runs:/{first[m]}/model") for m in ("lcn", "cnn"))
         figure, _ = local_filter_figure(lcn, conv_model=cnn)
         figure.savefig(output.with_name(output.stem + "_filters.png"), dpi=110)
     log.info("Comparison written to %s\n%s", output, table)
-    return float(max(r["test_accuracy"] for r in rows))
+    return float(max(r["test_accuracy"] for r in models))

@@ -3,13 +3,19 @@
 Each shift is applied in the four axis directions (right, left, down, up), the vacated
 border filled with zeros (the background of the pipeline's [0, 1] images), and the
 accuracy averaged over the four. Convolution + pooling is claimed to tolerate small
-shifts and unshared (locally connected) filters not to: this measures it.
+shifts and unshared (locally connected) filters not to: this measures it, for Keras models
+and for any classifier given as a function from images to labels (the scikit-learn
+baselines).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 import numpy as np
+
+Classifier = Callable[[np.ndarray], np.ndarray]  # (n, h, w, c) images -> (n,) labels
 
 DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # (rows, columns): right, left, down, up
 
@@ -32,33 +38,31 @@ def shift_images(images: np.ndarray, rows: int, columns: int) -> np.ndarray:
     return shifted
 
 
-def accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int) -> float:
-    probabilities = model.predict(images, batch_size=batch_size, verbose=0)
-    return float(np.mean(np.argmax(probabilities, axis=-1) == np.asarray(labels)))
+def keras_classifier(model: keras.Model, batch_size: int = 256) -> Classifier:
+    """The model's most probable class per image."""
+    return lambda images: np.argmax(model.predict(images, batch_size=batch_size, verbose=0), -1)
+
+
+def accuracy(classify: Classifier, images: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.asarray(classify(images)) == np.asarray(labels)))
 
 
 def shift_curve(
-    model: keras.Model,
+    model: keras.Model | Classifier,
     images: np.ndarray,
     labels: np.ndarray,
     max_shift: int,
     batch_size: int = 256,
 ) -> dict[int, float]:
-    """`{shift: accuracy}` for shifts 0..max_shift, averaged over the four directions."""
+    """`{shift: accuracy}` for shifts 0..max_shift, averaged over the four directions, of a
+    Keras model (predicted in batches of `batch_size`) or a `Classifier` function."""
     if max_shift < 0:
         raise ValueError(f"robustness.max_shift must be >= 0, got {max_shift}")
-    curve = {0: accuracy(model, images, labels, batch_size)}
+    classify = keras_classifier(model, batch_size) if isinstance(model, keras.Model) else model
+    curve = {0: accuracy(classify, images, labels)}
     for shift in range(1, max_shift + 1):
-        curve[shift] = float(
-            np.mean(
-                [
-                    accuracy(
-                        model, shift_images(images, dr * shift, dc * shift), labels, batch_size
-                    )
-                    for dr, dc in DIRECTIONS
-                ]
-            )
-        )
+        shifted = [shift_images(images, dr * shift, dc * shift) for dr, dc in DIRECTIONS]
+        curve[shift] = float(np.mean([accuracy(classify, s, labels) for s in shifted]))
     return curve
 
 

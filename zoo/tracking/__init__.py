@@ -3,6 +3,7 @@
 from zoo.tracking.datasets import log_datasets
 from zoo.tracking.models import load_keras_model, log_model
 from zoo.tracking.runs import (
+    epochs_logged,
     flatten,
     keras_callback,
     last_run_id,
@@ -23,6 +24,7 @@ from zoo.tracking.runs import (
 )
 
 __all__ = [
+    "epochs_logged",
     "flatten",
     "keras_callback",
     "last_run_id",

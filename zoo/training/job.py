@@ -18,7 +18,7 @@ from zoo.data.spec import DataSplits
 from zoo.evaluation import baselines
 from zoo.export import check_formats, export_model
 from zoo.tracking import lifecycle
-from zoo.training import recipe, resume
+from zoo.training import distribution, recipe, resume
 from zoo.training.state import TrainingState
 
 log = logging.getLogger(__name__)
@@ -35,42 +35,50 @@ def set_precision(precision: str) -> None:
 
 
 def compile_model(
-    model: keras.Model, cfg: DictConfig, num_classes: int, steps_per_epoch: int | None = None
+    model: keras.Model,
+    cfg: DictConfig,
+    num_classes: int,
+    steps_per_epoch: int | None = None,
+    weighted: bool = False,
 ) -> None:
     """Compile with the configured recipe (`zoo.training.recipe`): optimizer, learning-rate
-    schedule (it needs `steps_per_epoch`), loss with label smoothing, accuracy metrics."""
+    schedule (it needs `steps_per_epoch`), loss with label smoothing (averaged over sample
+    weights when `weighted`: padded batches), accuracy metrics."""
     metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     if num_classes > 5:
         metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
     jit_compile = cfg.trainer.jit_compile
     model.compile(
         optimizer=recipe.build_optimizer(cfg, steps_per_epoch),
-        loss=recipe.build_loss(cfg.trainer.get("label_smoothing", 0.0)),
+        loss=recipe.build_loss(cfg.trainer.get("label_smoothing", 0.0), weighted),
         metrics=metrics,
         jit_compile=jit_compile if jit_compile == "auto" else bool(jit_compile),
     )
 
 
 def make_callbacks(cfg: DictConfig, output_dir: Path) -> list[keras.callbacks.Callback]:
-    """The configured Keras callbacks, a best-model checkpoint, and MLflow's callback."""
+    """The configured Keras callbacks, a best-model checkpoint (`trainer.checkpoint.best`),
+    and MLflow's callback."""
     callbacks = [recipe.LearningRateLog()]
     callbacks += [instantiate(spec) for spec in cfg.trainer.callbacks.values() if spec]
-    callbacks.append(
-        keras.callbacks.ModelCheckpoint(
-            output_dir / "checkpoints" / "best.keras",
-            monitor=cfg.trainer.monitor,
-            mode=cfg.trainer.monitor_mode,
-            save_best_only=True,
+    if cfg.trainer.checkpoint.get("best", True):
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                output_dir / "checkpoints" / "best.keras",
+                monitor=cfg.trainer.monitor,
+                mode=cfg.trainer.monitor_mode,
+                save_best_only=True,
+            )
         )
-    )
     callbacks.append(tracking.keras_callback())
     return callbacks
 
 
 def set_determinism(deterministic: bool) -> None:
     """`trainer.deterministic`: the same ops in the same order give the same bits, so a
-    resumed run ends with the weights of an uninterrupted one (seeds are always set)."""
-    if deterministic:
+    resumed run ends with the weights of an uninterrupted one (seeds are always set; JAX's
+    CPU and GPU kernels are deterministic already)."""
+    if deterministic and keras.backend.backend() == "tensorflow":
         tf.config.experimental.enable_op_determinism()
 
 
@@ -123,7 +131,7 @@ def model_summary(model: keras.Model) -> str:
 
 
 def sample_batch(data: DataSplits, size: int = 4) -> np.ndarray:
-    images, _ = next(iter(data.test.unbatch().batch(size)))
+    images = next(iter(data.test.unbatch().batch(size)))[0]  # (images, labels[, weights])
     return images.numpy()
 
 
@@ -142,13 +150,27 @@ def train(cfg: DictConfig, output_dir: Path) -> float:
     set_determinism(cfg.trainer.get("deterministic", False))
     set_precision(cfg.trainer.precision)
     export_formats = check_formats(list(cfg.export.formats))  # fail before training, not after
-    gpus = tf.config.list_physical_devices("GPU")
-    log.info("Devices: %s", ", ".join(d.name for d in gpus) or "CPU only")
+    gpus = distribution.accelerators()
+    log.info("Backend %s; devices: %s", keras.backend.backend(), ", ".join(gpus) or "CPU only")
+    with distribution.scope(cfg.trainer.get("distribution")) as placement:
+        tags = {"model": cfg.model.name, "data": cfg.data.name, "device": "GPU" if gpus else "CPU"}
+        return _train(cfg, output_dir, export_formats, placement, tags)
 
-    data = load_data(cfg.data, batch_size=cfg.trainer.batch_size, seed=cfg.seed)
+
+def _train(
+    cfg: DictConfig,
+    output_dir: Path,
+    export_formats: list[str],
+    placement: distribution.Placement,
+    tags: dict[str, str],
+) -> float:
+    padded = placement.batch_multiple
+    data = load_data(
+        cfg.data, batch_size=cfg.trainer.batch_size, seed=cfg.seed, pad_batches_to=padded
+    )
     model = instantiate(cfg.model.builder)(data.spec)
-    compile_model(model, cfg, data.spec.num_classes, known_length(data.train))
-    tags = {"model": cfg.model.name, "data": cfg.data.name, "device": "GPU" if gpus else "CPU"}
+    compile_model(model, cfg, data.spec.num_classes, known_length(data.train), padded > 1)
+    tags = {**tags, **placement.tags()}
 
     with resume.session(cfg, f"{cfg.model.name}-{cfg.data.name}", tags, output_dir) as session:
         if not session.resumed:

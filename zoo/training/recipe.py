@@ -122,11 +122,16 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
-def build_loss(label_smoothing: float = 0.0) -> keras.losses.Loss:
-    """Keras's own sparse cross-entropy, or the smoothed one when `label_smoothing` > 0."""
+def build_loss(label_smoothing: float = 0.0, weighted: bool = False) -> keras.losses.Loss:
+    """Keras's own sparse cross-entropy, or the smoothed one when `label_smoothing` > 0.
+
+    `weighted`: average over the sample weights (`mean_with_sample_weight`) instead of the
+    batch size, so zero-weight padding (`zoo.data.pipeline.pad_batches`) changes nothing.
+    """
+    reduction = "mean_with_sample_weight" if weighted else "sum_over_batch_size"
     if label_smoothing:
-        return SparseCategoricalCrossentropy(label_smoothing)
-    return keras.losses.SparseCategoricalCrossentropy()
+        return SparseCategoricalCrossentropy(label_smoothing, reduction=reduction)
+    return keras.losses.SparseCategoricalCrossentropy(reduction=reduction)
 
 
 class LearningRateLog(keras.callbacks.Callback):
