@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from zoo import machine  # noqa: E402
+from zoo.runtime import configure_tensorflow  # noqa: E402
 
 # plan -> (models, train overrides, evaluate afterwards, columns: metric -> header)
 PLANS = {
@@ -118,13 +119,13 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
-def markdown(plan: str, rows: list[dict], extra: list[str]) -> str:
+def markdown(plan: str, rows: list[dict]) -> str:
     columns = PLANS[plan][3]
     header = ["model", "seed", *columns.values(), "epochs", "wall (min)", "per epoch (s)", "run"]
     lines = [
         f"# Quality: `{plan}`",
         "",
-        f"`python bench/quality.py {plan} {' '.join(extra)}`".replace(" `", "`"),
+        f"`python bench/quality.py {' '.join(sys.argv[1:])}`",
         "",
         f"Machine: {machine.describe()}. Wall time is the whole `train.py` command (data, "
         "training, test, baselines, model logging); per epoch = wall / epochs.",
@@ -153,12 +154,17 @@ def markdown(plan: str, rows: list[dict], extra: list[str]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="extra train.py overrides go after --"
+    )
     parser.add_argument("plan", choices=sorted(PLANS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "quality")
-    parser.add_argument("overrides", nargs="*", help="extra train.py overrides, after --")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    overrides = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    args.overrides = overrides
+    configure_tensorflow()  # the settings train.py runs with, inherited and reported
     logs = args.out / f"{args.plan}_logs"
     logs.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -166,8 +172,8 @@ def main() -> None:
         for model in PLANS[args.plan][0]:
             rows.append(measure(args.plan, model, seed, args.overrides, logs))
             (args.out / f"{args.plan}.json").write_text(json.dumps(rows, indent=1))
-            (args.out / f"{args.plan}.md").write_text(markdown(args.plan, rows, args.overrides))
-            print(markdown(args.plan, rows, args.overrides), flush=True)
+            (args.out / f"{args.plan}.md").write_text(markdown(args.plan, rows))
+            print(markdown(args.plan, rows), flush=True)
 
 
 if __name__ == "__main__":
