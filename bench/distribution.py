@@ -99,7 +99,9 @@ def main() -> None:
         print("RESULT", json.dumps(child(backend, model_name, int(devices), args.steps, args.gpus)))
         return
     from zoo import machine
+    from zoo.runtime import configure_tensorflow
 
+    configure_tensorflow()  # what the children run with, so the report names it
     rows = []
     for backend in args.backends:
         for model_name in args.models:
