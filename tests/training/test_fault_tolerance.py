@@ -186,7 +186,7 @@ def test_nan_loss_fails_the_run_and_writes_nothing_non_finite(tmp_path, empty_st
     at = 12
     code, output = train(store, fault=f"nan@{at}")
     assert code == 1, output[-3000:]
-    assert f"non-finite loss (nan) at epoch 0 step {at}" in output
+    assert f"non-finite loss (nan) at epoch 0 step {at}" in output, output[-3000:]
     client, (run,) = runs(store)
     assert run.info.status == "FAILED"
     assert run.data.tags["non_finite"] == f"epoch 0 step {at}"
