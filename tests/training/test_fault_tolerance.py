@@ -186,10 +186,17 @@ def test_nan_loss_fails_the_run_and_writes_nothing_non_finite(tmp_path, empty_st
     at = 12
     code, output = train(store, fault=f"nan@{at}")
     assert code == 1, output[-3000:]
-    assert f"non-finite loss (nan) at epoch 0 step {at}" in output, output[-3000:]
+    # The NaN kernel makes the loss NaN at step `at`, unless the kernels map NaN through
+    # ReLU to 0 (oneDNN can): then the weights check of the next checkpoint (step 15) stops it.
+    caught = {
+        f"non-finite loss (nan) at epoch 0 step {at}": at,
+        "non-finite weights at epoch 0 step 15": 15,
+    }
+    (step,) = [step for message, step in caught.items() if message in output] or [None]
+    assert step is not None, output[-3000:]
     client, (run,) = runs(store)
     assert run.info.status == "FAILED"
-    assert run.data.tags["non_finite"] == f"epoch 0 step {at}"
+    assert run.data.tags["non_finite"] == f"epoch 0 step {step}"
     files = checkpoint.list_checkpoints(run.data.tags["zoo.checkpoint_dir"])
     assert [checkpoint.step_of(p) for p in files] == [10, 5]
     for path in files:
