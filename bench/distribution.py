@@ -36,26 +36,21 @@ MODELS = {  # name -> (input shape, classes, global batch)
 
 def child(backend: str, model_name: str, devices: int, steps: int, gpus: bool) -> dict:
     os.environ["KERAS_BACKEND"] = backend
-    if not gpus and backend == "jax":
-        os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     from zoo.runtime import configure_tensorflow
 
     configure_tensorflow()
+    from zoo.training import distribution
+
+    if not gpus:
+        distribution.simulate_cpu_devices(devices)
     import numpy as np
     import tensorflow as tf
-
-    if not gpus and backend == "tensorflow":
-        (cpu,) = tf.config.list_physical_devices("CPU")
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * devices
-        )
     if backend == "jax":
         tf.config.set_visible_devices([], "GPU")  # tf.data only; JAX owns the GPUs
     import keras
 
     from zoo.data.spec import DataSpec
     from zoo.models import build_cnn, build_deepface
-    from zoo.training import distribution
 
     shape, classes, batch = MODELS[model_name]
     spec = DataSpec("synthetic", shape, classes, tuple(map(str, range(classes))))

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from zoo import machine  # noqa: E402
+from zoo import machine, tracking  # noqa: E402
 from zoo.runtime import configure_tensorflow  # noqa: E402
 
 # plan -> (models, train overrides, evaluate afterwards, columns: metric -> header)
@@ -85,7 +85,7 @@ def run_figures(client, run_id: str) -> dict[str, float]:
     """The run's last value of every metric, plus its epoch count."""
     data = client.get_run(run_id).data
     figures = dict(data.metrics)
-    figures["epochs"] = len(client.get_metric_history(run_id, "val_accuracy"))
+    figures["epochs"] = tracking.epochs_logged(run_id, client)
     return figures
 
 

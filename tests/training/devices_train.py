@@ -14,16 +14,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 if __name__ == "__main__":
-    count = int(os.environ.get("ZOO_CPU_DEVICES", "1"))
-    if os.environ.get("KERAS_BACKEND") == "jax":
-        flags = os.environ.get("XLA_FLAGS", "")
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}"
-    else:
-        import tensorflow as tf
+    sys.path.insert(0, str(ROOT))
+    from zoo.runtime import configure_tensorflow
 
-        (cpu,) = tf.config.list_physical_devices("CPU")
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * count
-        )
+    configure_tensorflow()  # before zoo.training loads TensorFlow, as train.py would
+    from zoo.training.distribution import simulate_cpu_devices
+
+    simulate_cpu_devices(int(os.environ.get("ZOO_CPU_DEVICES", "1")))
     sys.argv[0] = str(ROOT / "train.py")
     runpy.run_path(str(ROOT / "train.py"), run_name="__main__")

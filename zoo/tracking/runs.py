@@ -197,6 +197,6 @@ def run_metrics(run_id: str) -> dict[str, float]:
     return dict(_get_run(run_id).data.metrics)
 
 
-def epochs_logged(run_id: str) -> int:
+def epochs_logged(run_id: str, client: mlflow.MlflowClient | None = None) -> int:
     """How many training epochs the run logged (one `loss` value per epoch)."""
-    return len(mlflow.MlflowClient().get_metric_history(run_id, "loss"))
+    return len((client or mlflow.MlflowClient()).get_metric_history(run_id, "loss"))

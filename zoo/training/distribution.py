@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -43,6 +44,22 @@ class Placement:
             "distribution": self.engine,
             "world_size": str(self.devices),
         }
+
+
+def simulate_cpu_devices(count: int) -> None:
+    """Split the CPU into `count` devices, for tests and benchmarks without several chips:
+    XLA host devices on JAX (set before JAX loads), logical devices on TensorFlow (set
+    before TensorFlow first uses the CPU)."""
+    if keras.backend.backend() == "jax":
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}"
+        return
+    import tensorflow as tf
+
+    (cpu,) = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * count
+    )
 
 
 def accelerators() -> list[str]:

@@ -154,7 +154,7 @@ def train(cfg: DictConfig, output_dir: Path) -> float:
     log.info("Backend %s; devices: %s", keras.backend.backend(), ", ".join(gpus) or "CPU only")
     with distribution.scope(cfg.trainer.get("distribution")) as placement:
         tags = {"model": cfg.model.name, "data": cfg.data.name, "device": "GPU" if gpus else "CPU"}
-        return _train(cfg, output_dir, export_formats, placement, tags)
+        return _train(cfg, output_dir, export_formats, placement, {**tags, **placement.tags()})
 
 
 def _train(
@@ -170,7 +170,6 @@ def _train(
     )
     model = instantiate(cfg.model.builder)(data.spec)
     compile_model(model, cfg, data.spec.num_classes, known_length(data.train), padded > 1)
-    tags = {**tags, **placement.tags()}
 
     with resume.session(cfg, f"{cfg.model.name}-{cfg.data.name}", tags, output_dir) as session:
         if not session.resumed:
