@@ -5,6 +5,8 @@
     python evaluate.py model_path=model.keras data=mnist export.formats=[saved_model,onnx]
     python evaluate.py report=params model=deepface     # layer table, params and FLOPs
     python evaluate.py experiment=compare               # mlp vs cnn vs lcn, measured
+    python evaluate.py run_id=<id> verify=[a.jpg,b.jpg] # same person? (face models)
+    python evaluate.py run_id=<id> lfw.pairs=<pairs.txt>  # LFW's 10 folds on its official pairs
 
 Hydra composes `conf/evaluate.yaml`; returns the headline metric (accuracy or AUC).
 """
@@ -29,6 +31,21 @@ def main(cfg: DictConfig) -> float:
         from zoo.evaluation.comparison import compare
 
         return compare(cfg, output_dir)
+    if cfg.get("verify"):
+        from zoo.faces import verify_command
+
+        verdict = verify_command(cfg)
+        print(verdict)
+        return verdict.similarity
+    if cfg.lfw.pairs:
+        from zoo.faces.lfw import lfw_command
+
+        result = lfw_command(cfg)
+        print(
+            f"LFW pairs: accuracy {result.accuracy_mean:.4f} ± {result.accuracy_std:.4f} over "
+            f"{len(result.fold_accuracies)} folds, AUC {result.auc:.4f}"
+        )
+        return result.accuracy_mean
     if cfg.report:
         from zoo.evaluation import report
 

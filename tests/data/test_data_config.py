@@ -27,7 +27,10 @@ def compose(data_set: str, model: dict | None = None):
 @pytest.mark.parametrize("data_set", DATA_SETS)
 def test_every_data_config_has_the_agreed_shape(data_set: str):
     cfg = compose(data_set)
-    assert set(cfg.data) == KEYS
+    # Face sources add `align` (zoo.faces), off unless asked for.
+    assert set(cfg.data) - {"align"} == KEYS
+    assert ("align" in cfg.data) == (data_set in ("orl_faces", "folder"))
+    assert cfg.data.get("align", False) is False
     assert callable(get_method(cfg.data.source._target_))
     assert set(cfg.data.split) == {"validation", "test", "by"}
     assert cfg.data.image_size is None and cfg.data.channels is None

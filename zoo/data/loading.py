@@ -26,6 +26,9 @@ def _plain(value: Any) -> Any:
 def load_raw(data_cfg: Mapping[str, Any] | DictConfig, *, seed: int) -> RawSplits:
     """Instantiate ``data_cfg.source``; split it with ``data_cfg.split`` if it gives ``Examples``.
 
+    With ``data_cfg.align`` on, the examples' faces are detected, aligned and cropped first
+    (``zoo.faces.align_examples``, cached on disk).
+
     A source that returns ``RawSplits`` (e.g. TFDS) is used as is and ``split`` is ignored.
     """
     try:
@@ -35,9 +38,20 @@ def load_raw(data_cfg: Mapping[str, Any] | DictConfig, *, seed: int) -> RawSplit
         if isinstance(err.__cause__, ValueError):
             raise err.__cause__ from None
         raise
+    from zoo.faces.stage import align_examples, align_settings  # zoo.faces reads zoo.data
+
+    align = align_settings(_plain(data_cfg.get("align")))
     if isinstance(source, RawSplits):
+        if align is not None:
+            raise ValueError(
+                f"data.align works on sources that return Examples (folder, orl_faces, "
+                f"tfds_lfw), not on {data_cfg['source']['_target_']!r}, which returns its own "
+                "splits; set data.align=false"
+            )
         return source
     if isinstance(source, Examples):
+        if align is not None:
+            source = align_examples(source, align, _plain(data_cfg.get("image_size")))
         return split_examples(source, **_plain(data_cfg.get("split") or {}), seed=seed)
     raise TypeError(
         f"data source {data_cfg['source']['_target_']!r} returned {type(source).__name__}; "

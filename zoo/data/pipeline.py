@@ -130,6 +130,13 @@ def _preprocess_fn(
     return preprocess
 
 
+def preprocess_image(image: np.ndarray, image_size: Sequence[int], channels: int) -> np.ndarray:
+    """One ``uint8 (h, w, c)`` image as the pipeline prepares it for a model: ``float32
+    (height, width, channels)`` in [0, 1] (e.g. a photo to verify, outside any data set)."""
+    preprocess = _preprocess_fn(False, (None, None, channels), tuple(int(s) for s in image_size))
+    return preprocess(tf.constant(image, tf.uint8), tf.constant(0))[0].numpy()
+
+
 @dataclass(frozen=True)
 class Augmentation:
     """Train-only augmentation, each part off at its default (``data.augment`` in config).

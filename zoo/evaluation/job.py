@@ -27,6 +27,8 @@ from zoo.layers import BaseLocallyConnected
 
 log = logging.getLogger(__name__)
 
+VERIFICATION_ARTIFACT = "evaluation/verification.json"
+
 
 # ------------------------------------------------------------------------- sources
 def load_model(cfg: DictConfig) -> tuple[keras.Model, str, str | None]:
@@ -177,8 +179,11 @@ def face_verification(
             "fold_thresholds": result.fold_thresholds.tolist(),
             "test_people": len(np.unique(test_labels)),
             "test_images": len(test_labels),
+            # What `evaluate.py verify=[a,b]` (zoo.faces.verify) needs to score a new pair.
+            "threshold": result.threshold,
+            "component_max": verification.fit_component_max(train_features).tolist(),
         },
-        "evaluation/verification.json",
+        VERIFICATION_ARTIFACT,
     )
     log.info(
         "Verification on %d people, %d same / %d different pairs: AUC %.4f, accuracy %.4f ± %.4f",

@@ -99,6 +99,7 @@ class VerificationResult:
     fold_thresholds: np.ndarray
     same_pairs: int
     different_pairs: int
+    threshold: float = float("nan")
 
     @property
     def accuracy_mean(self) -> float:
@@ -114,6 +115,7 @@ class VerificationResult:
             f"{prefix}accuracy_mean": self.accuracy_mean,
             f"{prefix}accuracy_std": self.accuracy_std,
             f"{prefix}threshold_mean": float(np.mean(self.fold_thresholds)),
+            f"{prefix}threshold": self.threshold,
             f"{prefix}same_pairs": float(self.same_pairs),
             f"{prefix}different_pairs": float(self.different_pairs),
         }
@@ -134,14 +136,21 @@ def folds(same: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
 
 
 def verify(
-    scores: np.ndarray, same: np.ndarray, n_folds: int = 10, seed: int = 0
+    scores: np.ndarray,
+    same: np.ndarray,
+    n_folds: int = 10,
+    seed: int = 0,
+    fold: np.ndarray | None = None,
 ) -> VerificationResult:
     """The LFW protocol on scored pairs: ROC/AUC over all pairs, and `n_folds`-fold accuracy.
 
     For each fold, the threshold that maximises accuracy on the other folds is applied to
     it. Accuracy is balanced (mean of the same-pair and different-pair accuracies), which
     is what LFW's folds of 300 same + 300 different pairs measure; all-pairs test sets
-    hold far more different pairs than same ones.
+    hold far more different pairs than same ones. `fold` gives each pair's fold (LFW's
+    official ones, `0..n_folds-1`); by default `folds(same, n_folds, seed)` draws them.
+    The result's `threshold` is the one chosen on all pairs: the operating threshold for
+    verifying new pairs.
     """
     scores, same = np.asarray(scores, dtype="float64"), np.asarray(same, dtype=bool)
     if n_folds < 2:
@@ -153,7 +162,13 @@ def verify(
             "(verification.folds) or test on more people"
         )
     fpr, tpr, _ = roc_curve(scores, same)
-    fold = folds(same, n_folds, seed)
+    if fold is None:
+        fold = folds(same, n_folds, seed)
+    elif np.shape(fold) != same.shape or set(np.unique(fold)) != set(range(n_folds)):
+        raise ValueError(
+            f"fold must give each of the {len(same)} pairs a fold in 0..{n_folds - 1}, every "
+            f"fold used; got shape {np.shape(fold)}, folds {np.unique(fold)[:12].tolist()}"
+        )
     accuracies, thresholds = [], []
     for k in range(n_folds):
         held_out = fold == k
@@ -168,6 +183,7 @@ def verify(
         fold_thresholds=np.array(thresholds),
         same_pairs=int(same.sum()),
         different_pairs=int((~same).sum()),
+        threshold=best_threshold(scores, same),
     )
 
 

@@ -148,6 +148,24 @@ def run_config(run_id: str) -> DictConfig | None:
     return OmegaConf.load(path)
 
 
+def latest_child_dict(parent_run_id: str, artifact_path: str) -> tuple[str, dict] | None:
+    """`(child run id, contents)` of the JSON artifact `artifact_path` of the newest run
+    nested under `parent_run_id` that has it (e.g. its latest evaluation), or None."""
+    experiment_id = _get_run(parent_run_id).info.experiment_id
+    children = mlflow.MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    for child in children:
+        try:
+            data = mlflow.artifacts.load_dict(f"runs:/{child.info.run_id}/{artifact_path}")
+        except (OSError, mlflow.exceptions.MlflowException):
+            continue
+        return child.info.run_id, data
+    return None
+
+
 @contextlib.contextmanager
 def start_child_run(
     parent_run_id: str | None, experiment: str, run_name: str, tags: dict[str, str]
