@@ -23,6 +23,7 @@ import mlflow
 from mlflow.entities import Run
 from omegaconf import DictConfig
 
+from zoo.tracking import store
 from zoo.tracking.runs import start_run
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,6 @@ def logged_metrics() -> set[str]:
 
 
 def connect(cfg: DictConfig) -> None:
-    """Point MLflow at `cfg.tracking.uri` (when set) before looking for runs."""
-    if cfg.tracking.uri:
-        mlflow.set_tracking_uri(cfg.tracking.uri)
+    """Point MLflow at `cfg.tracking.uri` (when set) and make its tables and
+    `cfg.tracking.experiment` exist, safely with other jobs starting at the same time."""
+    store.prepare(cfg.tracking.uri, cfg.tracking.experiment)

@@ -37,12 +37,17 @@ def start_run(
 ) -> Iterator[mlflow.ActiveRun]:
     """Open an MLflow run in `cfg.tracking.experiment` and record the whole config.
 
-    Params: the resolved config, flattened (`model.builder.hidden_units`, ...). Artifacts:
+    Tags: `tags`, `cfg.tracking.tags`, and `mlflow.parentRunId` from
+    `cfg.tracking.parent_run_id`. Params: the resolved config, flattened
+    (`model.builder.hidden_units`, ...). Artifacts:
     Hydra's `config.yaml`, `overrides.yaml` and `hydra.yaml` from `output_dir/.hydra`.
     """
     if cfg.tracking.uri:
         mlflow.set_tracking_uri(cfg.tracking.uri)
     mlflow.set_experiment(cfg.tracking.experiment)
+    tags = {**tags, **{str(k): str(v) for k, v in (cfg.tracking.get("tags") or {}).items()}}
+    if cfg.tracking.get("parent_run_id"):  # a sweep's trial: nested under the sweep's run
+        tags["mlflow.parentRunId"] = cfg.tracking.parent_run_id
     with mlflow.start_run(run_name=run_name, tags=tags) as run:
         log.info(
             "MLflow run %s in experiment %r at %s (browse with: mlflow ui --backend-store-uri %s)",
