@@ -123,10 +123,15 @@ def detect_largest_face(image: np.ndarray, name: str, min_face_size: int = 20) -
     """The largest face in one image; ``FaceNotFoundError`` naming ``name`` if none is found."""
     face = largest_face(detect_faces([image], min_face_size=min_face_size)[0])
     if face is None:
-        height, width = np.shape(image)[:2]
-        raise FaceNotFoundError(
-            f"no face found in {name} ({height}x{width} pixels, MTCNN with min_face_size="
-            f"{min_face_size}); pass a photo with a visible frontal face, or lower min_face_size "
-            "for small faces"
-        )
+        raise no_face_error(name, image, min_face_size)
     return face
+
+
+def no_face_error(name: str, image: np.ndarray, min_face_size: int) -> FaceNotFoundError:
+    """The error for an image of one face where MTCNN found none, naming it."""
+    height, width = np.shape(image)[:2]
+    return FaceNotFoundError(
+        f"no face found in {name} ({height}x{width} pixels, MTCNN with min_face_size="
+        f"{min_face_size}); pass a photo with a visible frontal face, or lower min_face_size "
+        "for small faces"
+    )

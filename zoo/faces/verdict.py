@@ -16,7 +16,7 @@ import numpy as np
 from zoo.data.pipeline import preprocess_image
 from zoo.data.spec import Examples
 from zoo.evaluation.verification import normalise, pair_scores
-from zoo.faces.detection import FaceNotFoundError, read_image
+from zoo.faces.detection import no_face_error, read_image
 from zoo.faces.stage import AlignSettings, align_examples, align_images, align_settings
 
 logger = logging.getLogger(__name__)
@@ -79,12 +79,8 @@ class FaceVerifier:
             size = self.align.crop_size(self._size)
             for index, face in enumerate(align_images(pixels, self.align, size)):
                 if face.crop is None:
-                    raise FaceNotFoundError(
-                        f"no face found in {_name(images[index], index)} "
-                        f"({pixels[index].shape[0]}x{pixels[index].shape[1]} pixels, MTCNN with "
-                        f"min_face_size={self.align.min_face_size}); pass a photo with a "
-                        "visible frontal face, or lower min_face_size for small faces"
-                    )
+                    name = _name(images[index], index)
+                    raise no_face_error(name, pixels[index], self.align.min_face_size)
                 pixels[index] = face.crop
         return self._inputs_of(pixels)
 
