@@ -159,7 +159,7 @@ def _pixels(examples: Examples, index: int) -> np.ndarray:
     return np.asarray(examples.images[index])
 
 
-def describe(examples: Examples, index: int) -> str:
+def _describe(examples: Examples, index: int) -> str:
     """How an error names one image: its file, or its position and class."""
     if examples.from_files:
         return str(examples.images[index])
@@ -217,7 +217,7 @@ def align_examples(
             progress.add(len(chunk))
     missing = [i for i, result in enumerate(results) if result.crop is None]
     if missing and settings.on_missing == "fail":
-        names = "; ".join(describe(examples, i) for i in missing[:3])
+        names = "; ".join(_describe(examples, i) for i in missing[:3])
         raise FaceNotFoundError(
             f"no face found in {len(missing)} of {len(keys)} images of {examples.name!r}: "
             f"{names}{' ...' if len(missing) > 3 else ''}; remove them, or leave them out with "
@@ -238,7 +238,7 @@ def align_examples(
         len(pending),
         len(keys) - len(pending),
         len(missing),
-        f": {'; '.join(describe(examples, i) for i in missing[:5])}" if missing else "",
+        f": {'; '.join(_describe(examples, i) for i in missing[:5])}" if missing else "",
     )
     crops = [results[i].crop for i in kept]
     if len({crop.shape[-1] for crop in crops}) > 1:
