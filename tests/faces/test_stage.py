@@ -9,7 +9,15 @@ import pytest
 from PIL import Image
 
 from zoo.data.loading import load_raw
-from zoo.faces import FaceNotFoundError, align_face, detect_largest_face, read_image
+from zoo.data.spec import Examples
+from zoo.faces import (
+    AlignSettings,
+    FaceNotFoundError,
+    align_examples,
+    align_face,
+    detect_largest_face,
+    read_image,
+)
 
 
 @pytest.fixture
@@ -66,3 +74,18 @@ def test_aligned_once_then_from_the_cache(folder, tmp_path, caplog):
     caplog.clear()  # other settings, other cache entries
     load_raw(_config(folder, tmp_path / "cache", on_missing="skip", margin=0.2), seed=0)
     assert "9 images, 9 detected now, 0 from the cache" in caplog.text
+
+
+def test_in_memory_faces_are_aligned_and_named_by_position(orl, tmp_path):
+    """ORL and TFDS lfw hold their images in memory: a faceless one is named by its position
+    and class; grey stays grey, at the crop size asked for."""
+    keep = np.r_[np.flatnonzero(orl.labels == 0)[:3], np.flatnonzero(orl.labels == 1)[:3]]
+    images = orl.images[keep].copy()
+    images[4] = 90  # the second image of s2 becomes a wall
+    examples = Examples("orl_faces", images, orl.labels[keep], orl.class_names)
+    with pytest.raises(FaceNotFoundError, match=r"image 4 of 'orl_faces' \(class 's2'\)"):
+        align_examples(examples, AlignSettings(cache_dir=str(tmp_path)))
+    aligned = align_examples(
+        examples, AlignSettings(size=(60, 50), on_missing="skip", cache_dir=str(tmp_path))
+    )
+    assert aligned.images.shape == (5, 60, 50, 1) and aligned.labels.tolist() == [0, 0, 0, 1, 1]
