@@ -38,7 +38,7 @@ def test_deepface_selects_faces_and_its_recipe():
     cfg = _compose("model=deepface")
     assert cfg.data.name == "orl_faces"
     assert list(cfg.data.image_size) == [152, 152] and cfg.data.channels == 3
-    assert cfg.optimizer._target_ == "keras.optimizers.AdamW"
+    assert cfg.optimizer._target_ == "zoo.training.optimizers.AdamW"
     assert cfg.optimizer.learning_rate == 3e-4
     assert cfg.schedule._target_ == "zoo.training.recipe.cosine_with_warmup"
     trainer = cfg.trainer

@@ -1,0 +1,88 @@
+"""The fused AdamW against `keras.optimizers.AdamW`, the reference it must equal."""
+
+import keras
+import numpy as np
+import pytest
+
+from zoo.training import optimizers
+
+
+def _run(optimizer_class, steps=6, **kwargs):
+    rng = np.random.default_rng(0)
+    shapes = [(50, 30), (30,), (4, 3, 2)]
+    variables = [
+        keras.Variable(rng.normal(size=s).astype("float32"), name=f"w{i}")
+        for i, s in enumerate(shapes)
+    ]
+    optimizer = optimizer_class(**kwargs)
+    for _ in range(steps):
+        grads = [keras.ops.convert_to_tensor(rng.normal(size=s).astype("float32")) for s in shapes]
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+    return [v.numpy() for v in variables], optimizer
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"learning_rate": 1e-2, "weight_decay": 0.05},
+        {"learning_rate": 3e-3, "weight_decay": 0.0, "beta_1": 0.8, "epsilon": 1e-4},
+        {
+            "learning_rate": keras.optimizers.schedules.CosineDecay(1e-2, decay_steps=4),
+            "weight_decay": 0.1,
+        },
+        {"learning_rate": 1e-2, "weight_decay": 0.05, "amsgrad": True},  # Keras's own update
+    ],
+    ids=["decay", "no-decay-other-betas", "schedule", "amsgrad"],
+)
+def test_fused_adamw_equals_keras_adamw(kwargs):
+    expected, _ = _run(keras.optimizers.AdamW, **kwargs)
+    fused, optimizer = _run(optimizers.AdamW, **kwargs)
+    assert int(optimizer.iterations) == 6
+    for want, got in zip(expected, fused, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_excluded_variables_are_not_decayed():
+    def run(cls):
+        variables = [keras.Variable(np.ones(3, "float32"), name=n) for n in ("kernel", "bias")]
+        optimizer = cls(learning_rate=0.1, weight_decay=0.5)
+        optimizer.exclude_from_weight_decay(var_names=["bias"])
+        zero = keras.ops.zeros(3)
+        optimizer.apply_gradients([(zero, variables[0]), (zero, variables[1])])
+        return [v.numpy() for v in variables]
+
+    kernel, bias = run(optimizers.AdamW)
+    np.testing.assert_allclose(kernel, 0.95)  # 1 - lr * weight_decay
+    np.testing.assert_allclose(bias, 1.0)
+    for want, got in zip(run(keras.optimizers.AdamW), (kernel, bias), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-7)
+
+
+def test_a_model_trained_and_saved_with_it_resumes_identically(tmp_path):
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 3, 64)
+
+    def model(cls):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((8,))
+        net = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(16)(inputs)))
+        net.compile(optimizer=cls(learning_rate=1e-2), loss="sparse_categorical_crossentropy")
+        return net
+
+    reference, fused = model(keras.optimizers.AdamW), model(optimizers.AdamW)
+    for net in (reference, fused):
+        net.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    fused.save(tmp_path / "fused.keras")
+    loaded = keras.saving.load_model(tmp_path / "fused.keras")
+    assert type(loaded.optimizer) is optimizers.AdamW
+    for net in (reference, loaded):
+        net.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for want, got in zip(reference.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    result = doctest.testmod(optimizers, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
