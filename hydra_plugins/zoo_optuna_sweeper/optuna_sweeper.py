@@ -5,7 +5,8 @@ that Optuna's database storage fails on SQLAlchemy 2 (`assert version is not Non
 `get_current_version`) and it predates Optuna's current samplers. This sweeper keeps its
 command line and config: the search space is Hydra's sweep syntax, in
 `hydra.sweeper.params` or on the command line (`choice(...)`, `range(...)`,
-`interval(...)`, `tag(log, interval(...))`), every other override is fixed, and each batch
+`interval(...)` (floats; `int(interval(...))` for integers), `tag(log, interval(...))`),
+every other override is fixed, and each batch
 of `n_jobs` trials is handed to the configured launcher (`hydra/launcher=joblib` runs them
 side by side). The objective is what the task returns (`train.py`: the best
 `trainer.monitor`), the direction `trainer.monitor_mode` unless `direction` is set.
