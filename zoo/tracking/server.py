@@ -189,6 +189,7 @@ class TrackingServer:
     db_port: int = 5432
     workers: int = 2
     admin_password: str | None = None
+    allowed_hosts: str | None = None  # Host headers accepted beyond localhost (MLflow's check)
     database: Postgres = field(init=False)
     process: subprocess.Popen | None = field(init=False, default=None)
     log_file: Path | None = field(init=False, default=None)
@@ -242,6 +243,7 @@ class TrackingServer:
             str(self.port),
             "--workers",
             str(self.workers),
+            *(["--allowed-hosts", self.allowed_hosts] if self.allowed_hosts else []),
         ]
         env = {
             "MLFLOW_FLASK_SERVER_SECRET_KEY": self._secret_key(),  # CSRF; the same every start
@@ -305,19 +307,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db-port", type=int, default=5432, help="PostgreSQL, on 127.0.0.1")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
+        "--allowed-hosts", help="with --host 0.0.0.0: the names clients use, e.g. mlflow.lab:5000"
+    )
+    parser.add_argument(
         "--admin-password-file", type=Path, help="first start: the admin's password"
     )
     args = parser.parse_args(argv)
     password = args.admin_password_file.read_text().strip() if args.admin_password_file else None
     server = TrackingServer(
-        args.dir, args.host, args.port, args.db_port, args.workers, admin_password=password
+        args.dir,
+        args.host,
+        args.port,
+        args.db_port,
+        args.workers,
+        admin_password=password,
+        allowed_hosts=args.allowed_hosts,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         generated = server.start(log_file=None)
         if generated:
             print(f"admin password (shown once; in {server.auth_config}): {generated}")
-        print(f"MLflow tracking server at {server.url} (users: {server.url}/signup as admin)")
+        print(f"MLflow tracking server at {server.url}; stop it with Ctrl-C")
         server.process.wait()
     except KeyboardInterrupt:
         pass
