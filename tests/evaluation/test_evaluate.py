@@ -109,8 +109,13 @@ def test_bad_sources_are_clear_errors(tmp_path):
         evaluation.load_model(OmegaConf.create({"run_id": None}))
 
 
-def test_identity_split_verification_matches_an_independent_computation(tmp_path):
-    """On identity-disjoint digits, the logged AUC is the AUC of all test pairs' scores."""
+@pytest.mark.parametrize("learned", [False, True], ids=["paper", "flip-lda"])
+def test_identity_split_verification_matches_an_independent_computation(tmp_path, learned):
+    """On identity-disjoint digits, the logged AUC is the AUC of all test pairs' scores: the
+    paper's normalised inner product, or (flip + a learned metric) mirror-averaged features
+    projected by scikit-learn's own LDA fitted on the training digits."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
     from zoo.models import build_cnn
 
     data_cfg = OmegaConf.create(
@@ -122,11 +127,12 @@ def test_identity_split_verification_matches_an_independent_computation(tmp_path
     data = load_data(data_cfg, batch_size=64, seed=0)
     keras.utils.set_random_seed(0)
     model = build_cnn(data.spec, filters=4, hidden_units=16)
+    lda = {"_target_": "sklearn.discriminant_analysis.LinearDiscriminantAnalysis"}
     cfg = OmegaConf.create(
         {
             "batch_size": 256,
             "seed": 0,
-            "verification": {"folds": 10},
+            "verification": {"folds": 10, "flip": learned, "metric": lda if learned else None},
             "robustness": {"max_shift": 0},
             "export": {"formats": []},
         }
@@ -136,14 +142,36 @@ def test_identity_split_verification_matches_an_independent_computation(tmp_path
         metrics = evaluation.evaluate_model(model, data, cfg, tmp_path, identity_split=True)
 
     embed = keras.Model(model.input, model.get_layer("hidden").output)
-    train_images, _ = split_arrays(data.train)
+    train_images, train_labels = split_arrays(data.train)
     test_images, test_labels = split_arrays(data.test)
     assert len(np.unique(test_labels)) == 3  # round(10 * 0.3) held-out digits
-    maximum = embed.predict(train_images, verbose=0).max(axis=0)
-    features = embed.predict(test_images, verbose=0) / np.where(maximum > 0, maximum, 1)
-    features /= np.linalg.norm(features, axis=1, keepdims=True)
+
+    def features_of(images):
+        features = embed.predict(images, verbose=0)
+        if learned:
+            features = (features + embed.predict(images[:, :, ::-1], verbose=0)) / 2
+        return features
+
+    def unit(rows):
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    maximum = features_of(train_images).max(axis=0)
+    maximum = np.where(maximum > 0, maximum, 1)
+    features = unit(features_of(test_images) / maximum)
     i, j = np.triu_indices(len(test_labels), 1)
-    expected = roc_auc_score(test_labels[i] == test_labels[j], np.sum(features[i] * features[j], 1))
+    same = test_labels[i] == test_labels[j]
+    inner_product = roc_auc_score(same, np.sum(features[i] * features[j], 1))
+    if learned:
+        fitted = LinearDiscriminantAnalysis().fit(
+            unit(features_of(train_images) / maximum), train_labels
+        )
+        projected = unit(fitted.transform(features))
+        expected = roc_auc_score(same, np.sum(projected[i] * projected[j], 1))
+        assert metrics["verification_inner_product_auc"] == pytest.approx(inner_product, abs=1e-6)
+        assert expected != pytest.approx(inner_product, abs=1e-3)  # the metric changes scores
+    else:
+        expected = inner_product
+        assert "verification_inner_product_auc" not in metrics
     assert metrics["verification_auc"] == pytest.approx(expected, abs=1e-6)
     n = np.bincount(test_labels)
     assert metrics["verification_same_pairs"] == sum(k * (k - 1) // 2 for k in n)

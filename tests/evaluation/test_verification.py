@@ -1,5 +1,7 @@
 """Verification metrics against hand-computed cases and scikit-learn."""
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -100,3 +102,35 @@ def test_best_threshold_matches_a_brute_force_search():
 
     brute = max(balanced(t) for t in np.r_[np.unique(scores), np.inf])
     assert balanced(threshold) == pytest.approx(brute)
+
+
+def test_a_learned_metric_is_its_own_transform_as_an_affine_map_and_survives_json():
+    from sklearn.decomposition import PCA
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(5), 6)
+    train = np.abs(rng.normal(size=(30, 12)) + labels[:, None])
+    test = np.abs(rng.normal(size=(9, 12)))
+    lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage="auto")
+    embedding = verification.fit_embedding(train, labels, lda)
+    rows = verification.normalise(test, verification.fit_component_max(train))
+    expected = lda.transform(rows)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(embedding(test), expected, atol=1e-10)
+    restored = verification.Embedding.from_dict(json.loads(json.dumps(embedding.to_dict())))
+    np.testing.assert_allclose(restored(test), expected, atol=1e-10)
+    plain = verification.Embedding.from_dict(verification.fit_embedding(train).to_dict())
+    np.testing.assert_allclose(plain(test), rows)
+    unsupervised = verification.fit_embedding(train, labels, PCA(n_components=4))
+    assert unsupervised(test).shape == (9, 4)
+
+
+def test_a_nonlinear_or_unlabelled_metric_is_refused_by_name():
+    from sklearn.preprocessing import PolynomialFeatures
+
+    train, labels = np.abs(np.random.default_rng(1).normal(size=(10, 3))), np.arange(10) % 2
+    with pytest.raises(ValueError, match="PolynomialFeatures is not a linear map"):
+        verification.fit_embedding(train, labels, PolynomialFeatures())
+    with pytest.raises(ValueError, match="needs the training people's labels"):
+        verification.fit_embedding(train, None, PolynomialFeatures())

@@ -150,27 +150,65 @@ def representation_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.input, model.layers[-1].input, name=f"{model.name}_representation")
 
 
+def representations(
+    embed: keras.Model, images: np.ndarray, batch_size: int, flip: bool = False
+) -> np.ndarray:
+    """`embed`'s features of `(n, h, w, c)` images; with `flip`, the mean of the features of
+    each image and of its mirror image (a test-time augmentation: faces are symmetric
+    enough that the average is a steadier representation of the person)."""
+    features = embed.predict(images, batch_size=batch_size, verbose=0)
+    if not flip:
+        return features
+    mirrored = embed.predict(
+        np.ascontiguousarray(images[:, :, ::-1]), batch_size=batch_size, verbose=0
+    )
+    return (features + mirrored) / 2
+
+
 def face_verification(
     model: keras.Model, data: DataSplits, cfg: DictConfig, embedders: Mapping[str, Any]
 ) -> dict[str, float]:
     """Normalised representation on the identity-disjoint test split, 10-fold verification;
-    each of the baseline `embedders` (e.g. eigenfaces) on the same pairs and folds."""
+    each of the baseline `embedders` (e.g. eigenfaces) on the same pairs and folds.
+
+    With `verification.metric` set, `verification_*` are the learned metric's figures and
+    `verification_inner_product_*` the paper's unsupervised metric on the same features.
+    """
+    from hydra.utils import instantiate
+
+    settings = cfg.verification
+    flip, metric = bool(settings.get("flip", False)), settings.get("metric")
     embed = representation_model(model)
-    train_images, _ = split_arrays(data.train)
+    train_images, train_labels = split_arrays(data.train)
     test_images, test_labels = split_arrays(data.test)
-    train_features = embed.predict(train_images, batch_size=cfg.batch_size, verbose=0)
-    test_features = embed.predict(test_images, batch_size=cfg.batch_size, verbose=0)
-    result = verification.verify_representations(
-        train_features,
-        test_features,
-        test_labels,
-        n_folds=cfg.verification.folds,
-        seed=cfg.seed,
-    )
+    train_features = representations(embed, train_images, cfg.batch_size, flip)
+    test_features = representations(embed, test_images, cfg.batch_size, flip)
+
+    def scored(learned: Any):
+        return verification.verify_representations(
+            train_features,
+            test_features,
+            test_labels,
+            n_folds=settings.folds,
+            seed=cfg.seed,
+            train_labels=train_labels,
+            metric=learned,
+        )
+
+    result, embedding = scored(instantiate(metric, _convert_="all") if metric else None)
     compared = baselines.face_verification(
-        embedders, train_images, (test_images, test_labels), cfg.verification.folds, cfg.seed
+        embedders, train_images, (test_images, test_labels), settings.folds, cfg.seed
     )
+    metrics = result.metrics()
     curves = {model.name: (result.fpr, result.tpr, result.auc)}
+    if metric:
+        inner_product, _ = scored(None)
+        metrics.update(inner_product.metrics("verification_inner_product_"))
+        curves[f"{model.name}, inner product"] = (
+            inner_product.fpr,
+            inner_product.tpr,
+            inner_product.auc,
+        )
     curves.update({b.name: (r.fpr, r.tpr, r.auc) for b, r in compared})
     tracking.log_figure(plots.roc(curves), "evaluation/roc.png")
     tracking.log_dict(
@@ -181,7 +219,8 @@ def face_verification(
             "test_images": len(test_labels),
             # What `evaluate.py verify=[a,b]` (zoo.faces.verify) needs to score a new pair.
             "threshold": result.threshold,
-            "component_max": verification.fit_component_max(train_features).tolist(),
+            "flip": flip,
+            **embedding.to_dict(),
         },
         VERIFICATION_ARTIFACT,
     )
@@ -194,7 +233,6 @@ def face_verification(
         result.accuracy_mean,
         result.accuracy_std,
     )
-    metrics = result.metrics()
     for baseline, _ in compared:
         metrics.update(baseline.prefixed())
     return metrics

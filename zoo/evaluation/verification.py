@@ -3,14 +3,24 @@
 The representation is normalised as the paper describes: each component divided by its
 maximum over the training set, then L2-normalised; two faces are compared by the inner
 product of their normalised representations (the paper's unsupervised metric).
+Optionally (`verification.metric` in conf/evaluate.yaml), a linear projection learned on the
+training people only (e.g. Fisher's discriminant, `sklearn.discriminant_analysis`) maps the
+normalised representations before they are L2-normalised again and compared: a learned
+metric in the place of the paper's weighted chi-squared SVM and Siamese network.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn import metrics as sk_metrics
+
+
+def _unit_rows(rows: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.where(norms > 0, norms, 1.0)
 
 
 def fit_component_max(train_features: np.ndarray) -> np.ndarray:
@@ -21,9 +31,76 @@ def fit_component_max(train_features: np.ndarray) -> np.ndarray:
 
 def normalise(features: np.ndarray, component_max: np.ndarray) -> np.ndarray:
     """Divide each component by its training-set maximum, then L2-normalise each row."""
-    scaled = np.asarray(features, dtype="float64") / component_max
-    norms = np.linalg.norm(scaled, axis=1, keepdims=True)
-    return scaled / np.where(norms > 0, norms, 1.0)
+    return _unit_rows(np.asarray(features, dtype="float64") / component_max)
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """How raw representations become the unit rows that are compared by inner product.
+
+    Attributes:
+        component_max: per-component training maxima (the paper's normalisation).
+        offset, projection: the learned metric, `rows @ projection + offset` applied to the
+            normalised rows and L2-normalised again; None: the paper's metric alone.
+    """
+
+    component_max: np.ndarray
+    offset: np.ndarray | None = None
+    projection: np.ndarray | None = None
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        rows = normalise(features, self.component_max)
+        if self.projection is None:
+            return rows
+        return _unit_rows(rows @ self.projection + self.offset)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: what `verify=[a, b]` needs to compare two new faces."""
+        learned = self.projection is not None
+        return {
+            "component_max": self.component_max.tolist(),
+            "offset": self.offset.tolist() if learned else None,
+            "projection": self.projection.tolist() if learned else None,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Embedding:
+        learned = values.get("projection") is not None
+        return cls(
+            np.asarray(values["component_max"], dtype="float64"),
+            np.asarray(values["offset"], dtype="float64") if learned else None,
+            np.asarray(values["projection"], dtype="float64") if learned else None,
+        )
+
+
+def _affine_map(transformer: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(offset, projection)` with `transformer.transform(x) == x @ projection + offset`,
+    read off the fitted transformer at zero and at each unit vector, then checked on `rows`."""
+    dim = rows.shape[1]
+    offset = np.asarray(transformer.transform(np.zeros((1, dim))), dtype="float64")[0]
+    projection = np.asarray(transformer.transform(np.eye(dim)), dtype="float64") - offset
+    expected = np.asarray(transformer.transform(rows), dtype="float64")
+    if not np.allclose(rows @ projection + offset, expected, rtol=1e-6, atol=1e-8):
+        raise ValueError(
+            f"verification.metric {type(transformer).__name__} is not a linear map; use a "
+            "linear transformer (LinearDiscriminantAnalysis, PCA) or metric: null"
+        )
+    return offset, projection
+
+
+def fit_embedding(
+    train_features: np.ndarray, train_labels: np.ndarray | None = None, metric: Any = None
+) -> Embedding:
+    """The paper's normalisation fitted on the training people, and `metric` (a scikit-learn
+    linear transformer, fitted on their normalised representations and labels) if given."""
+    component_max = fit_component_max(train_features)
+    if metric is None:
+        return Embedding(component_max)
+    if train_labels is None:
+        raise ValueError("a learned verification.metric needs the training people's labels")
+    rows = normalise(train_features, component_max)
+    metric.fit(rows, np.asarray(train_labels))
+    return Embedding(component_max, *_affine_map(metric, rows))
 
 
 def all_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -193,9 +270,13 @@ def verify_representations(
     test_labels: np.ndarray,
     n_folds: int = 10,
     seed: int = 0,
-) -> VerificationResult:
-    """Normalise with training-set maxima, score all test pairs, run `verify`."""
-    component_max = fit_component_max(train_features)
-    features = normalise(test_features, component_max)
+    train_labels: np.ndarray | None = None,
+    metric: Any = None,
+) -> tuple[VerificationResult, Embedding]:
+    """Fit the embedding on the training people (`fit_embedding`), score all test pairs,
+    run `verify`; returns the result and the embedding that scored it."""
+    embedding = fit_embedding(train_features, train_labels, metric)
+    features = embedding(test_features)
     first, second, same = all_pairs(test_labels)
-    return verify(pair_scores(features, first, second), same, n_folds=n_folds, seed=seed)
+    scores = pair_scores(features, first, second)
+    return verify(scores, same, n_folds=n_folds, seed=seed), embedding

@@ -15,7 +15,7 @@ import numpy as np
 
 from zoo.data.pipeline import preprocess_image
 from zoo.data.spec import Examples
-from zoo.evaluation.verification import normalise, pair_scores
+from zoo.evaluation.verification import Embedding, normalise, pair_scores
 from zoo.faces.detection import no_face_error, read_image
 from zoo.faces.stage import AlignSettings, align_examples, align_images, align_settings
 
@@ -50,16 +50,19 @@ class FaceVerifier:
             the last layer) is what is compared.
         threshold: similarities at or above it mean "same person" (the run's
             ``verification_threshold``).
-        component_max: the per-component training maxima that normalise representations
-            (the paper's normalisation); ``None``: plain L2 normalisation.
+        embedding: the paper's normalisation (training maxima) and the learned metric, if
+            any, of the run's verification evaluation; ``None``: plain L2 normalisation.
+        flip: average each face's representation with its mirror image's, as the
+            evaluation did (``verification.flip``).
         align: how photos are aligned before embedding; ``None``: each whole image is
             resized to the model's input, as a pipeline without ``data.align`` does.
     """
 
     model: keras.Model
     threshold: float
-    component_max: np.ndarray | None = None
+    embedding: Embedding | None = None
     align: AlignSettings | None = field(default_factory=AlignSettings)
+    flip: bool = False
 
     def __post_init__(self) -> None:
         from zoo.evaluation.job import representation_model
@@ -92,10 +95,12 @@ class FaceVerifier:
         return self._normalised(self.inputs(images))
 
     def _normalised(self, inputs: np.ndarray) -> np.ndarray:
-        features = self._representation.predict(inputs, verbose=0)
-        if self.component_max is None:
+        from zoo.evaluation.job import representations
+
+        features = representations(self._representation, inputs, 32, self.flip)
+        if self.embedding is None:
             return normalise(features, np.ones(features.shape[1]))
-        return normalise(features, self.component_max)
+        return self.embedding(features)
 
     def embed_files(self, files: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Normalised representations of many image files, aligned through the on-disk cache
@@ -155,7 +160,8 @@ class FaceVerifier:
             )
         threshold = float(result["threshold"])
         logger.info("Threshold %.4f from verification evaluation %s", threshold, evaluation_id)
-        return cls(model, threshold, np.asarray(result["component_max"]), align)
+        embedding = Embedding.from_dict(result)
+        return cls(model, threshold, embedding, align, flip=bool(result.get("flip", False)))
 
 
 def verify(
@@ -164,7 +170,7 @@ def verify(
     b: Image,
     *,
     threshold: float | None = None,
-    component_max: np.ndarray | None = None,
+    embedding: Embedding | None = None,
     align: AlignSettings | None = None,
 ) -> Verdict:
     """Are photos ``a`` and ``b`` (files or ``uint8 (h, w, c)`` arrays) the same person?
@@ -173,12 +179,12 @@ def verify(
         model: an MLflow training run id (threshold, normalisation and alignment come from
             the run and its verification evaluation), or a Keras face model (then pass
             ``threshold``).
-        threshold, component_max: override the run's (see ``FaceVerifier``).
+        threshold, embedding: override the run's (see ``FaceVerifier``).
         align: alignment settings; default: the run's, or the default ``AlignSettings``
             for a Keras model.
     """
     if isinstance(model, str):
-        given = {"threshold": threshold, "component_max": component_max, "align": align}
+        given = {"threshold": threshold, "embedding": embedding, "align": align}
         overrides = {key: value for key, value in given.items() if value is not None}
         verifier = dataclasses.replace(FaceVerifier.from_run(model), **overrides)
     elif threshold is None:
@@ -187,7 +193,7 @@ def verify(
             "verification_threshold); or pass the MLflow run id instead of the model"
         )
     else:
-        verifier = FaceVerifier(model, threshold, component_max, align or AlignSettings())
+        verifier = FaceVerifier(model, threshold, embedding, align or AlignSettings())
     return verifier.verify(a, b)
 
 
