@@ -71,8 +71,14 @@ def test_multirun_trains_mlp_cnn_lcn_one_run_each(tmp_path):
 
 @pytest.mark.slow
 def test_deepface_trains_on_orl_faces(tmp_path):
+    # No baselines: eigenfaces on 152x152x3 pixels cost half a minute; the digit baselines
+    # are checked by the multirun test, the face ones by tests/evaluation.
     output = _train(
-        tmp_path, "model=deepface", "trainer.epochs=1", "model.builder.representation_units=256"
+        tmp_path,
+        "model=deepface",
+        "trainer.epochs=1",
+        "model.builder.representation_units=256",
+        "baselines=none",
     )
     client, (run,) = _runs(tmp_path)
     _check_run(client, run, "deepface", "orl_faces", 1, output)

@@ -1,0 +1,106 @@
+"""AdamW's update at DeepFace's size: `keras.optimizers.AdamW` vs `zoo.training.optimizers.AdamW`
+(TensorFlow's fused kernels), interleaved in one process, and whole DeepFace training steps
+with each, so the update's share of a step is measured too.
+
+    python bench/optimizer.py                  # update only, ~1 min
+    python bench/optimizer.py --steps 4        # plus DeepFace train steps (batch 32), ~3 min
+
+Prints one markdown table with the machine line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ["KERAS_BACKEND"] = "tensorflow"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zoo import machine
+from zoo.models import build_deepface
+from zoo.training.optimizers import AdamW as FusedAdamW
+
+OPTIMIZERS = {"keras.optimizers.AdamW": keras.optimizers.AdamW, "zoo AdamW (fused)": FusedAdamW}
+
+
+def _interleaved(functions: dict, rounds: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def update_only(rounds: int) -> dict[str, list[float]]:
+    """`apply_gradients` on DeepFace's (ORL, 40 classes) variables with fixed gradients."""
+    shapes = [tuple(w.shape) for w in build_deepface(num_classes=40).trainable_weights]
+    rng = np.random.default_rng(0)
+    steps = {}
+    for name, cls in OPTIMIZERS.items():
+        variables = [keras.Variable(rng.normal(0, 0.01, s).astype("float32")) for s in shapes]
+        grads = [tf.constant(rng.normal(0, 0.01, s).astype("float32")) for s in shapes]
+        optimizer = cls(learning_rate=3e-4, weight_decay=0.05)
+        step = tf.function(
+            lambda o=optimizer, g=grads, v=variables: o.apply_gradients(zip(g, v, strict=True))
+        )
+        step()
+        steps[name] = step
+    return _interleaved(steps, rounds)
+
+
+def train_steps(rounds: int, batch: int) -> dict[str, list[float]]:
+    """DeepFace `train_on_batch` on random faces, one model per optimizer."""
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, 152, 152, 3), dtype="float32")
+    y = rng.integers(0, 40, batch)
+    steps = {}
+    for name, cls in OPTIMIZERS.items():
+        model = build_deepface(num_classes=40)
+        model.compile(optimizer=cls(learning_rate=3e-4), loss="sparse_categorical_crossentropy")
+        model.train_on_batch(x, y)
+        steps[name] = lambda m=model: m.train_on_batch(x, y)
+    return _interleaved(steps, rounds)
+
+
+def _rows(label: str, times: dict[str, list[float]]) -> list[str]:
+    reference = min(times["keras.optimizers.AdamW"])
+    return [
+        f"| {label} | {name} | {min(t) * 1e3:.0f} | {statistics.median(t) * 1e3:.0f} | "
+        f"{reference / min(t):.2f}x |"
+        for name, t in times.items()
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=0, help="DeepFace train-step rounds")
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args()
+    print(f"Machine: {machine.describe()}\n")
+    print("| what | optimizer | min ms | median ms | speed-up (min) |\n|---|---|---|---|---|")
+    rows = _rows(
+        f"update of {build_deepface(num_classes=40).count_params():,} parameters",
+        update_only(args.rounds),
+    )
+    if args.steps:
+        rows += _rows(
+            f"DeepFace train step, batch {args.batch}", train_steps(args.steps, args.batch)
+        )
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
