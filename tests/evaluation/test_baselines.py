@@ -70,3 +70,26 @@ def test_eigenfaces_verification_is_whitened_pca_and_inner_products():
     assert result.metrics["verification_auc"] == pytest.approx(roc_auc_score(same, scores))
     assert curve.same_pairs == 3 * 15 and curve.different_pairs == 153 - 45
     assert result.prefixed()["baseline_eigenfaces_verification_auc"] == curve.auc
+
+
+def test_a_grid_searched_pipeline_fits_through_a_cache_to_the_same_model():
+    from sklearn.decomposition import PCA
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.svm import SVC
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((60, 30)), np.repeat(np.arange(3), 20)
+    x += y[:, None] * 0.2
+
+    def search():
+        pipeline = make_pipeline(PCA(5, whiten=True, random_state=0), SVC())
+        return GridSearchCV(pipeline, {"svc__C": [0.1, 1, 10]}, cv=3)
+
+    plain, cached = search().fit(x, y), baselines._fit_small(search(), x, y)
+    np.testing.assert_array_equal(
+        plain.cv_results_["mean_test_score"], cached.cv_results_["mean_test_score"]
+    )
+    assert plain.best_params_ == cached.best_params_
+    np.testing.assert_array_equal(plain.decision_function(x), cached.decision_function(x))
+    assert cached.estimator.memory is None and cached.best_estimator_.memory is None
