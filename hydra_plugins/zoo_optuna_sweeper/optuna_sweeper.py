@@ -201,10 +201,7 @@ class OptunaSweeper(Sweeper):
         study.tell(trial, float(value))
 
     def _open_tracking(self, study_name: str, direction: str) -> str:
-        from zoo.runtime import configure_tensorflow
-
-        configure_tensorflow()  # zoo.tracking imports Keras: set TensorFlow up first
-        from zoo.tracking import sweeps
+        from zoo.tracking import sweeps  # MLflow only: this process never starts TensorFlow
 
         tracking = self.config.tracking
         return sweeps.open_sweep(

@@ -1,50 +1,45 @@
-"""MLflow: the one package that knows MLflow exists."""
+"""MLflow: the one package that knows MLflow exists.
 
-from zoo.tracking.datasets import log_datasets
-from zoo.tracking.models import load_keras_model, log_model
-from zoo.tracking.runs import (
-    epochs_logged,
-    flatten,
-    keras_callback,
-    last_run_id,
-    latest_child_dict,
-    log_dict,
-    log_exports,
-    log_figure,
-    log_metrics,
-    log_params,
-    log_text,
-    register_model,
-    resolve_model,
-    run_config,
-    run_metrics,
-    set_tags,
-    set_tracking_uri,
-    start_child_run,
-    start_run,
-)
+The names below load on first use (PEP 562), so that `zoo.tracking.store`, `.sweeps` and
+`.server` import without Keras and TensorFlow: a sweep's main process and the tracking
+server never start TensorFlow.
+"""
 
-__all__ = [
-    "epochs_logged",
-    "flatten",
-    "keras_callback",
-    "last_run_id",
-    "latest_child_dict",
-    "load_keras_model",
-    "log_datasets",
-    "log_dict",
-    "log_exports",
-    "log_figure",
-    "log_metrics",
-    "log_model",
-    "log_params",
-    "log_text",
-    "register_model",
-    "resolve_model",
-    "run_config",
-    "run_metrics",
-    "set_tags",
-    "set_tracking_uri",
-    "start_child_run",
-    "start_run",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "epochs_logged": "runs",
+    "flatten": "runs",
+    "keras_callback": "runs",
+    "last_run_id": "runs",
+    "latest_child_dict": "runs",
+    "load_keras_model": "models",
+    "log_datasets": "datasets",
+    "log_dict": "runs",
+    "log_exports": "runs",
+    "log_figure": "runs",
+    "log_metrics": "runs",
+    "log_model": "models",
+    "log_params": "runs",
+    "log_text": "runs",
+    "register_model": "runs",
+    "resolve_model": "runs",
+    "run_config": "runs",
+    "run_metrics": "runs",
+    "set_tags": "runs",
+    "set_tracking_uri": "runs",
+    "start_child_run": "runs",
+    "start_run": "runs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
