@@ -183,8 +183,9 @@ def session(
     """Open (or resume) the MLflow run of `cfg`, with SIGTERM/SIGINT handled.
 
     Before anything else, runs of the store whose process died are marked KILLED. On
-    `Interrupted` the run ends KILLED (tag `interrupted`), on `NonFiniteError` FAILED (tag
-    `non_finite`); both say how to resume or what to fix, then propagate.
+    `Interrupted` or `SystemExit` (submitit's requeue) the run ends KILLED (tag
+    `interrupted`), on `NonFiniteError` FAILED (tag `non_finite`); both say how to resume
+    or what to fix, then propagate.
     """
     settings = cfg.trainer.checkpoint
     lifecycle.connect(cfg)
@@ -236,4 +237,12 @@ def session(
             raise
         except NonFiniteError as err:
             lifecycle.end_run("FAILED", {"non_finite": f"epoch {err.epoch} step {err.step}"})
+            raise
+        except SystemExit as err:
+            # submitit requeues a SLURM job at its time limit, then exits from its SIGUSR2
+            # handler: KILLED, so that the requeued job's resume=auto continues this run.
+            step = last_checkpointed_step(str(checkpoint_dir))
+            reason = f"SystemExit({err.code})"
+            lifecycle.end_run("KILLED", {"interrupted": reason, lifecycle.LAST_STEP: str(step)})
+            log.warning("%s, checkpointed at step %s; resume with: %s", reason, step, command)
             raise
