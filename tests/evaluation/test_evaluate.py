@@ -138,6 +138,7 @@ def test_identity_split_verification_matches_an_independent_computation(tmp_path
         }
     )
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_experiment("tests")  # not an experiment id left active by an earlier test
     with mlflow.start_run():
         metrics = evaluation.evaluate_model(model, data, cfg, tmp_path, identity_split=True)
 

@@ -9,6 +9,8 @@ from zoo.tracking.callbacks import EpochMetrics
 
 def test_fit_logs_each_keras_metric_once_per_epoch(tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    # MLflow remembers the active experiment across stores: name this store's own.
+    mlflow.set_experiment("callbacks")
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 4)).astype("float32"), rng.integers(0, 3, 64)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
