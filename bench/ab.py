@@ -8,6 +8,7 @@ median time, and min and median of the per-round ratios to Conv.
 
     python bench/ab.py --cases L4_b32 --baseline bcb0fdc --rounds 7
     python bench/ab.py --cases L4_b32,L6_b32 --impls conv,zoo --modes fwd,fwdbwd
+    python bench/ab.py --cases L4_b32 --impls conv,zoo,stock   # fused kernel vs stock ops
 
 `--baseline REV` loads `zoo/layers/locally_connected.py` as it was at REV (`git show`) and
 times it as `zoo@REV`. Peak memory is per process, so it is measured by `run.py`, not here.
@@ -16,6 +17,7 @@ times it as `zoo@REV`. Peak memory is per process, so it is measured by `run.py`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -61,7 +63,7 @@ def build_layer(case: Case, impl: str, baseline):
 
     if impl == "conv":
         classes = (keras.layers.Conv1D, keras.layers.Conv2D)
-    elif impl == "zoo":
+    elif impl in ("zoo", "stock"):
         from zoo.layers import LocallyConnected1D, LocallyConnected2D
 
         classes = (LocallyConnected1D, LocallyConnected2D)
@@ -72,16 +74,24 @@ def build_layer(case: Case, impl: str, baseline):
     return layer
 
 
-def step_functions(layer) -> dict:
+def step_functions(layer, stock: bool = False) -> dict:
+    """Forward and forward + backward; `stock`: the zoo layer traced without its fused
+    kernel (`zoo.layers.fused.disabled`)."""
+    from zoo.layers import fused
+
+    def call(x):
+        with fused.disabled() if stock else contextlib.nullcontext():
+            return layer(x)
+
     @tf.function
     def forward(x):
-        return tf.reduce_sum(layer(x))
+        return tf.reduce_sum(call(x))
 
     @tf.function
     def forward_backward(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            loss = tf.reduce_sum(layer(x))
+            loss = tf.reduce_sum(call(x))
         grads = tape.gradient(loss, [x, *layer.trainable_weights])
         return [tf.reduce_sum(g) for g in grads]  # small results: no large copy is timed
 
@@ -96,7 +106,10 @@ def timed(fn, x) -> float:
 
 def run_case(case: Case, impls: list[str], modes: list[str], rounds: int, baseline) -> dict:
     x = tf.random.normal((case.batch, *case.spatial, case.channels), seed=0)
-    functions = {impl: step_functions(build_layer(case, impl, baseline)) for impl in impls}
+    functions = {
+        impl: step_functions(build_layer(case, impl, baseline), stock=impl == "stock")
+        for impl in impls
+    }
     for impl in impls:  # trace and warm up every function before the first timed round
         for mode in modes:
             timed(functions[impl][mode], x)
@@ -124,7 +137,9 @@ def run_case(case: Case, impls: list[str], modes: list[str], rounds: int, baseli
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="L4_b32", help="comma-separated case names")
-    parser.add_argument("--impls", default="conv,zoo", help="conv, zoo (and zoo@REV)")
+    parser.add_argument(
+        "--impls", default="conv,zoo", help="conv, zoo, stock (zoo without its fused kernel)"
+    )
     parser.add_argument("--baseline", help="git revision whose layer is timed as zoo@REV")
     parser.add_argument("--modes", default="fwd,fwdbwd")
     parser.add_argument("--rounds", type=int, default=5)

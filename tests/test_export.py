@@ -38,6 +38,19 @@ def test_each_format_lands_in_its_own_directory(exported):
     assert set(summary) == set(FORMATS)
 
 
+def test_exported_graphs_hold_stock_ops_only(exported):
+    """The fused CPU kernel runs in this process (`tf.numpy_function`); the exported graphs
+    hold TensorFlow's own ops instead, so they run wherever TensorFlow does."""
+    model, results, _, other, _ = exported
+    from zoo.layers import fused
+
+    assert fused.library() is not None  # the kernel was there to leak
+    for fmt in ("saved_model", "onnx", "litert"):
+        path = results[fmt].path
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        assert not any(b"PyFunc" in f.read_bytes() for f in files), fmt
+
+
 def test_saved_model_serves_the_named_signature_in_a_fresh_process(exported):
     _, results, directory, other, expected = exported
     np.save(directory / "other.npy", other)

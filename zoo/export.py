@@ -29,6 +29,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from zoo.layers import fused
+
 log = logging.getLogger(__name__)
 
 FORMATS = ("saved_model", "keras", "onnx", "litert")
@@ -114,7 +116,8 @@ def export_model(
             shutil.rmtree(target)
         target.mkdir(parents=True)
         try:
-            path, outputs, details = _EXPORTERS[fmt](model, target, sample)
+            with fused.disabled():  # stock TensorFlow ops only in exported graphs
+                path, outputs, details = _EXPORTERS[fmt](model, target, sample)
         except ExportError:
             raise
         except Exception as err:

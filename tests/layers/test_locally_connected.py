@@ -10,7 +10,15 @@ from conftest import gradients
 from keras import ops
 
 import zoo.layers.locally_connected as locally_connected
-from zoo.layers import LocallyConnected1D, LocallyConnected2D
+from zoo.layers import LocallyConnected1D, LocallyConnected2D, fused
+
+
+@pytest.fixture(autouse=True)
+def stock_ops():
+    """This module tests the stock `keras.ops` computation on every backend; the fused
+    CPU kernel is tested against the same references in test_fused.py."""
+    with fused.disabled():
+        yield
 
 
 def _patches(x, kernel_size, strides, padding, dilation, data_format):

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from zoo.layers import fused
+
 _PADDINGS = ("valid", "same")
 _DATA_FORMATS = ("channels_last", "channels_first")
 # Least contraction depth (channels x kernel offsets) of one batched matmul: layers with
@@ -276,6 +278,8 @@ class BaseLocallyConnected(keras.layers.Layer):
 
     # ---------------------------------------------------------------------- call
     def call(self, inputs):
+        if fused.applies(self, inputs):
+            return self._finish(self._fused_matmul(inputs), channels_last=True)
         rank = self.rank
         if self.data_format == "channels_last":
             to_position_major = (*range(1, rank + 1), 0, rank + 1)
@@ -294,8 +298,26 @@ class BaseLocallyConnected(keras.layers.Layer):
         outputs = ops.reshape(outputs, (*self.output_size, -1, self.filters))
         if self.use_bias:
             outputs = outputs + ops.expand_dims(self.bias, -2)
-        outputs = ops.transpose(outputs, from_position_major)
+        return self._finish(ops.transpose(outputs, from_position_major))
+
+    def _finish(self, outputs, channels_last: bool = False):
+        """Add the bias (when `channels_last`: to channels_last outputs) and activate."""
+        if channels_last and self.use_bias:
+            outputs = outputs + self.bias
         return self.activation(outputs) if self.activation is not None else outputs
+
+    def _fused_matmul(self, inputs):
+        """`(batch, *out, F)` outputs of the fused CPU kernel (`zoo.layers.fused`)."""
+        x = ops.transpose(inputs, (*range(1, self.rank + 2), 0))  # (*spatial, C, batch)
+        if any(before or after for before, after in self._pads):
+            x = ops.pad(x, [*self._pads, (0, 0), (0, 0)])
+        kernel = ops.reshape(self.kernel, self.kernel.shape)
+        geometry = fused.geometry(self, self._padded_spatial)
+        outputs = fused.local_matmul(x, kernel, geometry)  # (P, F, batch)
+        outputs = ops.reshape(
+            ops.transpose(outputs, (2, 0, 1)), (-1, *self.output_size, self.filters)
+        )
+        return outputs
 
     def _group_kernel(self, kernel, first: int, count: int):
         """The kernel rows of `count` consecutive offsets from `first`: `(P, depth, F)`.

@@ -1,0 +1,202 @@
+"""The fused CPU kernel (TensorFlow backend): same outputs and gradients as the NumPy loop
+and the stock computation, used where it should be and nowhere else, and a clean
+fallback when it cannot be built."""
+
+import logging
+import os
+import shutil
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+from test_locally_connected import (
+    CONFIGS,
+    _input_shape,
+    _make_layer,
+    _randomise,
+    _reference,
+    _value_and_gradients,
+    reference_gradients,
+)
+
+from zoo.layers import LocallyConnected1D, LocallyConnected2D, fused
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="the fused kernel is TensorFlow's"
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernel():
+    """The compiled kernel. A machine without a C++ compiler skips these tests, except in
+    CI, which installs g++ and must run them."""
+    if shutil.which(os.environ.get("CXX", "g++")) is None and not os.environ.get("CI"):
+        pytest.skip("no C++ compiler: the layer runs its stock ops (tested elsewhere)")
+    assert fused.library() is not None, "the fused kernel failed to build; see the log"
+
+
+CHANNELS_LAST = [c for c in CONFIGS if c["data_format"] == "channels_last"]
+WIDE = [  # tile paths: 16 and 8 columns, batches and filters not multiples of 8 or 6
+    dict(CHANNELS_LAST[0], channels=16, filters=16),
+    dict(CHANNELS_LAST[2], channels=5, filters=27),
+    dict(CHANNELS_LAST[3], channels=9, filters=8),
+]
+
+
+def _uses_kernel(layer, x, jit_compile: bool = False) -> bool:
+    import tensorflow as tf
+
+    function = tf.function(layer, jit_compile=jit_compile)
+    graph = function.get_concrete_function(tf.TensorSpec(x.shape, x.dtype)).graph
+    return any(op.type.startswith("PyFunc") for op in graph.get_operations())
+
+
+@pytest.mark.parametrize(
+    "config", CHANNELS_LAST[::2] + WIDE, ids=lambda c: "-".join(map(str, c.values()))
+)
+def test_matches_numpy_loop_and_its_gradients(config, rng):
+    layer = _make_layer(config)
+    x = rng.normal(size=_input_shape(config, batch=11)).astype("float32")
+    layer(x)
+    _randomise(layer, rng)
+    assert fused.applies(layer, x) and _uses_kernel(layer, x)
+    upstream = rng.normal(size=layer.compute_output_shape(x.shape)).astype("float32")
+    output, x_grad, kernel_grad, bias_grad = _value_and_gradients(layer, x, upstream)
+    geometry = [config[k] for k in ("kernel_size", "strides", "padding", "dilation_rate")]
+    want_x, want_kernel = reference_gradients(
+        x.astype("float64"),
+        layer.get_weights()[0].astype("float64"),
+        upstream,
+        *geometry,
+        "channels_last",
+    )
+    np.testing.assert_allclose(output, _reference(config, x, layer), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(x_grad, want_x, rtol=1e-4, atol=1e-4, err_msg="input")
+    np.testing.assert_allclose(kernel_grad, want_kernel, rtol=1e-4, atol=1e-4, err_msg="kernel")
+    np.testing.assert_allclose(bias_grad, upstream.sum(axis=0), rtol=1e-4, atol=1e-4)
+    with fused.disabled():
+        assert not _uses_kernel(layer, x)
+        stock = _value_and_gradients(layer, x, upstream)
+    for got, want in zip((output, x_grad, kernel_grad, bias_grad), stock, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_deepface_l4_shape_matches_stock(rng):
+    """DeepFace's L4 geometry at a reduced size (16 channels, 16 filters, 9x9, batch 32)."""
+    layer = LocallyConnected2D(16, 9, activation="relu")
+    x = rng.normal(size=(32, 14, 13, 16)).astype("float32")
+    layer(x)
+    _randomise(layer, rng)
+    upstream = rng.normal(size=layer.compute_output_shape(x.shape)).astype("float32")
+    got = _value_and_gradients(layer, x, upstream)
+    with fused.disabled():
+        want = _value_and_gradients(layer, x, upstream)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_results_stay_valid_while_later_calls_run(rng):
+    """Result buffers are reused only once TensorFlow has released them: an output kept
+    alive is not overwritten by the next call."""
+    layer = LocallyConnected1D(8, 3)
+    a, b = (rng.normal(size=(4, 12, 8)).astype("float32") for _ in range(2))
+    first = layer(a)
+    kept = ops.convert_to_numpy(first).copy()
+    for _ in range(3):
+        layer(b)
+    np.testing.assert_array_equal(ops.convert_to_numpy(first), kept)
+    assert not np.allclose(kept, ops.convert_to_numpy(layer(b)))
+
+
+@pytest.mark.parametrize(
+    "why",
+    ["channels_first", "float16", "xla"],
+)
+def test_stock_ops_where_the_kernel_does_not_apply(why, rng):
+    import tensorflow as tf
+
+    fmt = "channels_first" if why == "channels_first" else "channels_last"
+    dtype = "float16" if why == "float16" else "float32"
+    layer = LocallyConnected2D(4, 3, data_format=fmt, dtype=dtype)
+    x = tf.constant(rng.normal(size=(2, 6, 6, 6)), dtype)
+    layer(x)
+    assert not _uses_kernel(layer, x, jit_compile=why == "xla")
+    if why == "xla":
+        compiled = tf.function(layer, jit_compile=True)
+        np.testing.assert_allclose(compiled(x), layer(x), rtol=1e-5, atol=1e-5)
+
+
+def test_fit_with_the_kernel_and_with_xla(rng):
+    """A model trains through the kernel's gradient, and `jit_compile=True` (XLA, which
+    cannot call it) trains the same model through the stock ops."""
+    x = rng.normal(size=(64, 10, 10, 2)).astype("float32")
+    y = (x[:, :5].mean(axis=(1, 2, 3)) > x[:, 5:].mean(axis=(1, 2, 3))).astype("int32")
+    losses = {}
+    for jit in (False, True):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [
+                keras.Input((10, 10, 2)),
+                LocallyConnected2D(4, 3, strides=2, padding="same", activation="relu"),
+                keras.layers.Flatten(),
+                keras.layers.Dense(2),
+            ]
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(0.01),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=jit,
+        )
+        losses[jit] = model.fit(x, y, epochs=8, batch_size=16, verbose=0).history["loss"]
+    assert losses[False][-1] < 0.7 * losses[False][0]
+    np.testing.assert_allclose(losses[False], losses[True], rtol=1e-3)
+
+
+def test_no_compiler_falls_back_with_one_log_line(tmp_path, monkeypatch, caplog, rng):
+    layer = LocallyConnected2D(8, 3)
+    x = rng.normal(size=(3, 7, 7, 4)).astype("float32")
+    with_kernel = ops.convert_to_numpy(layer(x))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fused.library.cache_clear()
+    try:
+        with caplog.at_level(logging.INFO, logger="zoo.layers.fused"):
+            assert not fused.applies(layer, x)
+            assert not fused.applies(layer, x)  # asked again: still one line
+            without = ops.convert_to_numpy(layer(x))
+        lines = [r.getMessage() for r in caplog.records if r.name == "zoo.layers.fused"]
+        assert len(lines) == 1 and "no-such-compiler" in lines[0] and "stock ops" in lines[0]
+        np.testing.assert_allclose(without, with_kernel, rtol=1e-5, atol=1e-5)
+    finally:
+        fused.library.cache_clear()
+        monkeypatch.undo()
+    assert fused.library() is not None
+
+
+def test_compiled_once_into_the_cache(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    fused.library.cache_clear()
+    try:
+        with caplog.at_level(logging.INFO, logger="zoo.layers.fused"):
+            assert fused.library() is not None
+            fused.library.cache_clear()
+            assert fused.library() is not None
+        built = list((tmp_path / "zoo" / "kernels").glob("locally_connected-*.so"))
+        compiles = [r for r in caplog.records if "Compiling" in r.getMessage()]
+        assert len(built) == 1 and len(compiles) == 1
+    finally:
+        fused.library.cache_clear()
+        monkeypatch.undo()
+
+
+def test_switched_off_by_the_environment(monkeypatch, rng):
+    monkeypatch.setenv("ZOO_FUSED_KERNEL", "0")
+    fused.library.cache_clear()
+    try:
+        layer = LocallyConnected2D(2, 3)
+        x = rng.normal(size=(1, 5, 5, 1)).astype("float32")
+        layer(x)
+        assert not fused.applies(layer, x)
+    finally:
+        fused.library.cache_clear()

@@ -1,0 +1,259 @@
+"""The fused CPU kernel behind the locally connected layers (TensorFlow backend, optional).
+
+`kernels/locally_connected.cc` computes the forward pass, the kernel gradient and the input
+gradient straight from the padded channels_last input and the legacy kernel layout, one
+register-tiled product per position, with no patch tensor and no per-offset op. It is
+compiled on first use with the system C++ compiler (`$CXX`, default `g++`; `-O3
+-march=native -fopenmp`) into `$XDG_CACHE_HOME/zoo/kernels/` (`~/.cache/zoo/kernels`),
+keyed by the source, the compiler and the CPU, and loaded with `ctypes`. TensorFlow calls
+it through `tf.numpy_function` (the GIL is released during the call) under a
+`tf.custom_gradient`.
+
+The layer uses it only where it is the better tool: TensorFlow backend, no GPU,
+channels_last, float32, not inside an XLA-compiled function, and not inside `disabled()`
+(the exports trace under it, so SavedModel, ONNX and LiteRT files hold stock TensorFlow
+ops only). Everywhere else, and when the kernel cannot be built (no compiler, a compile
+error, `ZOO_FUSED_KERNEL=0`), the layer runs its stock `keras.ops` computation; an
+unavailable kernel is reported by one log line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import hashlib
+import logging
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("kernels") / "locally_connected.cc"
+FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-fopenmp", "-fPIC", "-shared")
+_COMPILE_TIMEOUT_S = 300
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def disabled():
+    """Layers called (traced) while this is active use their stock ops (exports, tests)."""
+    previous = getattr(_state, "disabled", False)
+    _state.disabled = True
+    try:
+        yield
+    finally:
+        _state.disabled = previous
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "zoo" / "kernels"
+
+
+def _cpu_signature() -> str:
+    """What `-march=native` depends on: the CPU's model and feature flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    wanted = ("model name", "flags")
+    return "\n".join(sorted({line for line in lines if line.startswith(wanted)}))
+
+
+def _compile(compiler: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        built = Path(scratch) / target.name
+        result = subprocess.run(
+            [compiler, *FLAGS, str(SOURCE), "-o", str(built)],
+            capture_output=True,
+            text=True,
+            timeout=_COMPILE_TIMEOUT_S,
+        )
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise RuntimeError(f"{compiler} exited with {result.returncode}: {last}")
+        os.replace(built, target)  # atomic: concurrent first uses never load half a file
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The compiled kernel (built and cached on first use), or None with one log line."""
+    if os.environ.get("ZOO_FUSED_KERNEL", "1").strip().lower() in ("0", "false", "off"):
+        log.info("Fused locally connected kernel off (ZOO_FUSED_KERNEL=0): stock ops.")
+        return None
+    name = os.environ.get("CXX", "g++")
+    compiler = shutil.which(name)
+    if compiler is None:
+        log.warning(
+            "Fused locally connected kernel unavailable: no C++ compiler %r on PATH (install "
+            "g++ or set CXX); the layers use their stock ops (slower on CPU).",
+            name,
+        )
+        return None
+    try:
+        version = subprocess.run(
+            [compiler, "--version"], capture_output=True, text=True, timeout=60
+        ).stdout
+        key = hashlib.sha256(
+            "\0".join([SOURCE.read_text(), version, " ".join(FLAGS), _cpu_signature()]).encode()
+        ).hexdigest()[:16]
+        target = cache_dir() / f"locally_connected-{key}.so"
+        if not target.exists():
+            log.info("Compiling the fused locally connected kernel into %s", target)
+            _compile(compiler, target)
+        lib = ctypes.CDLL(str(target))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+        log.warning(
+            "Fused locally connected kernel unavailable (%s); the layers use their stock ops.",
+            err,
+        )
+        return None
+    pointer = ctypes.c_void_p
+    for fn in (lib.zoo_lc_forward, lib.zoo_lc_kernel_gradient, lib.zoo_lc_input_gradient):
+        fn.argtypes = [pointer, pointer, pointer, pointer]
+        fn.restype = None
+    return lib
+
+
+@functools.cache
+def _has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def _in_xla_context() -> bool:
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_util
+
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def applies(layer, inputs) -> bool:
+    """Whether `layer` should run the fused kernel on `inputs` (see the module docstring)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow" or getattr(_state, "disabled", False):
+        return False
+    if (
+        layer.data_format != "channels_last"
+        or keras.backend.standardize_dtype(inputs.dtype) != "float32"
+    ):
+        return False
+    if layer.kernel.dtype != "float32" or _has_gpu() or _in_xla_context():
+        return False
+    return library() is not None
+
+
+def geometry(layer, padded_spatial) -> np.ndarray:
+    """The kernel's int64 geometry vector for `layer` on a padded input of that size."""
+    two_d = lambda values: (1, *values) if layer.rank == 1 else tuple(values)  # noqa: E731
+    (h, w), (oh, ow) = two_d(padded_spatial), two_d(layer.output_size)
+    (kh, kw), (sh, sw), (dh, dw) = (
+        two_d(layer.kernel_size),
+        two_d(layer.strides),
+        two_d(layer.dilation_rate),
+    )
+    return np.array(
+        [0, h, w, layer._channels, oh, ow, kh, kw, sh, sw, dh, dw, layer.filters], np.int64
+    )
+
+
+class _Buffers:
+    """64-byte aligned float32 arrays, reused once TensorFlow has let go of them.
+
+    TensorFlow wraps an aligned array returned by `tf.numpy_function` without copying it
+    (an unaligned one is copied: ~450 ms for DeepFace L4's 251 MB kernel gradient), and a
+    fresh one costs its page faults (~60 ms there); so each result is an array of this
+    pool that nothing else refers to any more.
+    """
+
+    def __init__(self):
+        self._free: dict[tuple[int, ...], list[np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, shape: tuple[int, ...]) -> np.ndarray:
+        with self._lock:
+            arrays = self._free.setdefault(tuple(shape), [])
+            for i in range(len(arrays)):
+                if sys.getrefcount(arrays[i]) == 2:  # the list's and the call's reference
+                    return arrays[i]
+            size = math.prod(shape)
+            raw = np.empty(size + 16, np.float32)
+            start = (-raw.ctypes.data % 64) // 4
+            array = raw[start : start + size].reshape(shape)
+            arrays.append(array)
+            return array
+
+
+_buffers = _Buffers()
+
+
+def _call(fn, geo: np.ndarray, batch: int, *arrays: np.ndarray) -> None:
+    geo = geo.copy()
+    geo[0] = batch
+    fn(geo.ctypes.data, *(a.ctypes.data for a in arrays))
+
+
+def forward(geo: np.ndarray, x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """`(positions, filters, batch)` outputs of the padded input `x` `(*spatial, C, batch)`."""
+    x, kernel = np.ascontiguousarray(x), np.ascontiguousarray(kernel)
+    batch = x.shape[-1]
+    outputs = _buffers.get((kernel.shape[0], kernel.shape[2], batch))
+    _call(library().zoo_lc_forward, geo, batch, x, kernel, outputs)
+    return outputs
+
+
+def gradients(
+    geo: np.ndarray, x: np.ndarray, kernel: np.ndarray, upstream: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Input and kernel gradients for `upstream` `(positions, filters, batch)`."""
+    x, kernel = np.ascontiguousarray(x), np.ascontiguousarray(kernel)
+    upstream = np.ascontiguousarray(upstream)
+    lib, batch = library(), x.shape[-1]
+    x_grad = _buffers.get(x.shape)  # zeroed by the kernel
+    kernel_grad = _buffers.get(kernel.shape)
+    _call(lib.zoo_lc_input_gradient, geo, batch, upstream, kernel, x_grad)
+    _call(lib.zoo_lc_kernel_gradient, geo, batch, x, upstream, kernel_grad)
+    return x_grad, kernel_grad
+
+
+def local_matmul(x, kernel, geo: np.ndarray):
+    """TensorFlow op: `(positions, filters, batch)` outputs of the padded input `x`
+    `(*spatial, C, batch)` and the kernel, with its gradient, both by the fused kernel."""
+    import tensorflow as tf
+
+    out_shape = (kernel.shape[0], kernel.shape[2], x.shape[-1])
+
+    @tf.custom_gradient
+    def fused(x, kernel):
+        outputs = tf.numpy_function(
+            functools.partial(forward, geo), [x, kernel], tf.float32, stateful=False
+        )
+        outputs.set_shape(out_shape)
+
+        def grad(upstream):
+            x_grad, kernel_grad = tf.numpy_function(
+                functools.partial(gradients, geo),
+                [x, kernel, upstream],
+                [tf.float32, tf.float32],
+                stateful=False,
+            )
+            x_grad.set_shape(x.shape)
+            kernel_grad.set_shape(kernel.shape)
+            return x_grad, kernel_grad
+
+        return outputs, grad
+
+    return fused(x, kernel)
