@@ -2,6 +2,7 @@
 
 Variants, each in its own subprocess (peak RSS per variant):
   zoo     `zoo.models.deepface.build_deepface` (zoo LocallyConnected2D, Keras 3, TF backend)
+  stock   the same with the layer's stock ops (`ZOO_FUSED_KERNEL=0`: no fused CPU kernel)
   conv    the same network with every locally connected layer replaced by Conv2D
           (same shapes, shared weights): the lower bound
   legacy  the same network in tf_keras with `LocallyConnected2D(implementation=1)`
@@ -32,7 +33,7 @@ from guard import run_guarded  # noqa: E402
 CLASSES = 4030  # the paper's SFC identities
 # legacy at batch 32 is predicted at ~25 GiB (3,025 input-sized slice gradients in L4
 # alone); batch 16 is the largest power of two under the 14 GiB guard (11.5 GiB measured).
-PLAN = [("conv", 32), ("zoo", 32), ("zoo", 128), ("legacy", 16)]
+PLAN = [("conv", 32), ("zoo", 32), ("stock", 32), ("zoo", 128), ("stock", 128), ("legacy", 16)]
 
 
 def build(variant: str):
@@ -43,7 +44,7 @@ def build(variant: str):
     else:
         import keras as k
 
-        if variant == "zoo":
+        if variant in ("zoo", "stock"):
             from zoo.data.spec import DataSpec
             from zoo.models.deepface import build_deepface
 
@@ -70,6 +71,8 @@ def build(variant: str):
 
 def child(variant: str, batch: int, steps: int, jit_compile: str) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if variant == "stock":
+        os.environ["ZOO_FUSED_KERNEL"] = "0"
     import numpy as np
 
     start = time.perf_counter()
@@ -117,7 +120,7 @@ def guarded_run(command: list[str], timeout_s: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", choices=["zoo", "conv", "legacy"])
+    parser.add_argument("--variant", choices=["zoo", "stock", "conv", "legacy"])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument(
@@ -144,7 +147,10 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "deepface_e2e.json").write_text(json.dumps(results, indent=1))
-    lines = ["| variant | batch | images/s | step ms | peak RSS GiB | build+first step s |"]
+    from zoo import machine
+
+    lines = [f"Machine: {machine.describe()}.", ""]
+    lines.append("| variant | batch | images/s | step ms | peak RSS GiB | build+first step s |")
     lines.append("|---|---|---|---|---|---|")
     for r in results:
         if r["status"] != "ok":
