@@ -56,21 +56,31 @@ def compile_model(
     )
 
 
-def make_callbacks(cfg: DictConfig, output_dir: Path) -> list[keras.callbacks.Callback]:
+def make_callbacks(
+    cfg: DictConfig, output_dir: Path, placement: distribution.Placement | None = None
+) -> list[keras.callbacks.Callback | None]:
     """The configured Keras callbacks, a best-model checkpoint (`trainer.checkpoint.best`),
-    and MLflow's callback."""
+    and MLflow's callback. On the processes other than 0 of a job, None in place of
+    MLflow's, so that every process's list lines up with the checkpointed states; with
+    several processes no best-model checkpoint (`model.save` runs JAX collectives, which
+    process 0 cannot run alone; the logged model is the best epoch's with early stopping's
+    `restore_best_weights`)."""
+    placement = placement or distribution.Placement("single device", 1)
     callbacks = [recipe.LearningRateLog()]
     callbacks += [instantiate(spec) for spec in cfg.trainer.callbacks.values() if spec]
     if cfg.trainer.checkpoint.get("best", True):
-        callbacks.append(
-            keras.callbacks.ModelCheckpoint(
-                output_dir / "checkpoints" / "best.keras",
-                monitor=cfg.trainer.monitor,
-                mode=cfg.trainer.monitor_mode,
-                save_best_only=True,
+        if placement.processes > 1:
+            log.info("No best.keras with %d processes (README)", placement.processes)
+        else:
+            callbacks.append(
+                keras.callbacks.ModelCheckpoint(
+                    output_dir / "checkpoints" / "best.keras",
+                    monitor=cfg.trainer.monitor,
+                    mode=cfg.trainer.monitor_mode,
+                    save_best_only=True,
+                )
             )
-        )
-    callbacks.append(tracking.keras_callback())
+    callbacks.append(tracking.keras_callback() if placement.chief else None)
     return callbacks
 
 
@@ -90,7 +100,8 @@ def fit(
     session: resume.Session,
 ) -> dict:
     """`model.fit` from where `session`'s checkpoint left off (or the start), checkpointing
-    every `trainer.checkpoint.every_steps` steps and at each epoch end; the epoch history."""
+    every `trainer.checkpoint.every_steps` steps and at each epoch end (where `session`
+    writes); the epoch history."""
     steps = known_length(data.train) or sum(1 for _ in data.train)
     state = TrainingState(
         session.checkpoint_dir,
@@ -101,14 +112,15 @@ def fit(
         stateful=callbacks,
         flag=session.flag,
         resume_from=session.checkpoint,
-        before_save=lifecycle.flush,
-        after_save=lambda _step: lifecycle.heartbeat(),
+        before_save=lifecycle.flush if session.writes else None,
+        after_save=(lambda _step: lifecycle.heartbeat()) if session.writes else None,
+        writes=session.writes,
     )
     with session.flag.deferred():
         resume.fit_phases(
             model,
             data,
-            [*callbacks, state],
+            [*(callback for callback in callbacks if callback is not None), state],
             epoch=state.epoch,
             step=state.step,
             epochs=cfg.trainer.epochs,
@@ -146,6 +158,7 @@ def best_value(history: dict, monitor: str, mode: str) -> float:
 
 def train(cfg: DictConfig, output_dir: Path) -> float:
     """Train `cfg.model` on `cfg.data`, log everything to MLflow, return the best monitor value."""
+    distribution.join(cfg.trainer.get("distribution"), cfg.trainer.processes)  # before JAX starts
     keras.utils.set_random_seed(cfg.seed)
     set_determinism(cfg.trainer.get("deterministic", False))
     set_precision(cfg.trainer.precision)
@@ -155,6 +168,37 @@ def train(cfg: DictConfig, output_dir: Path) -> float:
     with distribution.scope(cfg.trainer.get("distribution")) as placement:
         tags = {"model": cfg.model.name, "data": cfg.data.name, "device": "GPU" if gpus else "CPU"}
         return _train(cfg, output_dir, export_formats, placement, {**tags, **placement.tags()})
+
+
+def _record(
+    cfg: DictConfig,
+    session: resume.Session,
+    model: keras.Model,
+    data: DataSplits,
+    history: dict,
+    test: dict | None,
+    export_formats: list[str],
+    output_dir: Path,
+) -> None:
+    """Log the trained `model`'s curves, test metrics, baselines, model and exports."""
+    if history:
+        tracking.log_figure(plots.learning_curves(history), "plots/learning_curves.png")
+    if test is None:
+        log.info("Identity split: the test split holds unseen people, kept for verification.")
+    elif session.resumed and "test_loss" in lifecycle.logged_metrics():
+        log.info("Test metrics were logged before the interruption: not logged again.")
+    else:
+        tracking.log_metrics(test, prefix="test_")
+        log.info("Test: %s", ", ".join(f"{k}={v:.4f}" for k, v in test.items()))
+        tracking.log_metrics(baselines.identification_metrics(cfg))
+    example = sample_batch(data)
+    if cfg.tracking.log_model:
+        uri = tracking.log_model(model, example, cfg.tracking.registered_model_name)
+        log.info("Logged model %s", uri)
+    if export_formats:
+        results = export_model(model, export_formats, output_dir / "exports", example)
+        tracking.log_exports(output_dir / "exports", results)
+    log.info("Finished MLflow run %s", session.run_id)
 
 
 def _train(
@@ -171,32 +215,20 @@ def _train(
     model = instantiate(cfg.model.builder)(data.spec)
     compile_model(model, cfg, data.spec.num_classes, known_length(data.train), padded > 1)
 
-    with resume.session(cfg, f"{cfg.model.name}-{cfg.data.name}", tags, output_dir) as session:
-        if not session.resumed:
+    name = f"{cfg.model.name}-{cfg.data.name}"
+    with resume.session(cfg, name, tags, output_dir, placement) as session:
+        if session.writes and not session.resumed:
             tracking.log_metrics({"parameters": model.count_params()})
             tracking.log_text(model_summary(model), "model_summary.txt")
             tracking.log_datasets(load_raw(cfg.data, seed=cfg.seed), cfg.data.source, cfg.seed)
-        callbacks = make_callbacks(cfg, session.output_dir)
-        history = fit(model, data, cfg, callbacks, session)
-        if history:
-            tracking.log_figure(plots.learning_curves(history), "plots/learning_curves.png")
-        if cfg.data.get("split", {}).get("by") == "identity":
-            log.info("Identity split: the test split holds unseen people, kept for verification.")
-        elif session.resumed and "test_loss" in lifecycle.logged_metrics():
-            log.info("Test metrics were logged before the interruption: not logged again.")
-        else:
-            test = model.evaluate(data.test, return_dict=True, verbose=0)
-            tracking.log_metrics(test, prefix="test_")
-            log.info("Test: %s", ", ".join(f"{k}={v:.4f}" for k, v in test.items()))
-            tracking.log_metrics(baselines.identification_metrics(cfg))
-        example = sample_batch(data)
-        if cfg.tracking.log_model:
-            uri = tracking.log_model(model, example, cfg.tracking.registered_model_name)
-            log.info("Logged model %s", uri)
-        if export_formats:
-            results = export_model(model, export_formats, output_dir / "exports", example)
-            tracking.log_exports(output_dir / "exports", results)
-        log.info("Finished MLflow run %s", session.run_id)
+        callbacks = make_callbacks(cfg, session.output_dir, placement)
+        identity = cfg.data.get("split", {}).get("by") == "identity"
+        with distribution.together(placement):  # what every process of a job does
+            history = fit(model, data, cfg, callbacks, session)
+            test = None if identity else model.evaluate(data.test, return_dict=True, verbose=0)
+        if session.writes:
+            with distribution.process_local(model, placement) as own:
+                _record(cfg, session, own, data, history, test, export_formats, output_dir)
     if not history:  # interrupted before the first epoch ended
         return float("nan")
     return best_value(history, cfg.trainer.monitor, cfg.trainer.monitor_mode)

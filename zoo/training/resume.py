@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from zoo.data.spec import DataSplits
 from zoo.tracking import lifecycle
-from zoo.training import checkpoint, signals
+from zoo.training import checkpoint, distribution, signals
 from zoo.training.state import NonFiniteError
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def fit_phases(
         finished.on_train_end()
         return
     if plan and plan[0].skip:  # the interrupted epoch's metric totals go into built metrics
-        images, labels = next(iter(data.validation))
+        images, labels = next(iter(data.validation))[:2]  # [2]: padded batches' weights
         model.compute_metrics(images, labels, model(images, training=False), sample_weight=None)
     history = keras.callbacks.History()  # `fit` returns `model.history`, which this sets
     for index, phase in enumerate(plan):
@@ -147,6 +147,8 @@ class Session:
         checkpoint: the checkpoint to restore, or None to start from scratch.
         flag: SIGTERM/SIGINT flag the checkpointing callback watches.
         command: the command line that resumes this run.
+        writes: False on the processes other than 0 of a job of several: they write
+            nothing (no MLflow, no checkpoint, no output).
     """
 
     run_id: str
@@ -156,6 +158,7 @@ class Session:
     checkpoint: checkpoint.Checkpoint | None
     flag: signals.SignalFlag
     command: str
+    writes: bool = True
 
 
 def last_checkpointed_step(directory: str) -> int | None:
@@ -177,16 +180,46 @@ def _resume_target(cfg: DictConfig, digest: str) -> str | None:
 
 
 @contextlib.contextmanager
+def _follow(placement: distribution.Placement) -> Iterator[Session]:
+    """Process 0's session, on another process of the job: the same run and checkpoint to
+    restore, nothing written."""
+    shared = distribution.share(None, placement)
+    path = shared["checkpoint"]
+    with signals.handle_signals() as flag:
+        yield Session(
+            shared["run_id"],
+            shared["resumed"],
+            Path(shared["output_dir"]),
+            Path(shared["checkpoint_dir"]),
+            checkpoint.read(Path(path)) if path else None,
+            flag,
+            shared["command"],
+            writes=False,
+        )
+
+
+@contextlib.contextmanager
 def session(
-    cfg: DictConfig, run_name: str, tags: dict[str, str], output_dir: Path
+    cfg: DictConfig,
+    run_name: str,
+    tags: dict[str, str],
+    output_dir: Path,
+    placement: distribution.Placement | None = None,
 ) -> Iterator[Session]:
     """Open (or resume) the MLflow run of `cfg`, with SIGTERM/SIGINT handled.
 
     Before anything else, runs of the store whose process died are marked KILLED. On
-    `Interrupted` or `SystemExit` (submitit's requeue) the run ends KILLED (tag
-    `interrupted`), on `NonFiniteError` FAILED (tag `non_finite`); both say how to resume
-    or what to fix, then propagate.
+    `Interrupted`, `SystemExit` (submitit's requeue) or `ProcessLostError` (another process
+    of the job stopped) the run ends KILLED (tag `interrupted`), on `NonFiniteError` FAILED
+    (tag `non_finite`); both say how to resume or what to fix, then propagate. In a job of
+    several processes (`placement`) only process 0 opens the run; it tells the others which
+    run and checkpoint.
     """
+    placement = placement or distribution.Placement("single device", 1)
+    if not placement.chief:
+        with _follow(placement) as followed:
+            yield followed
+        return
     settings = cfg.trainer.checkpoint
     lifecycle.connect(cfg)
     lifecycle.reap_dead_runs(last_checkpointed_step, settings.stale_after_s)
@@ -218,6 +251,15 @@ def session(
     ):
         command = resume_command(run.info.run_id)
         log.info("Run %s; to resume it if it stops: %s", run.info.run_id, command)
+        shared = {
+            "run_id": run.info.run_id,
+            "resumed": run_id is not None,
+            "output_dir": str(output_dir),
+            "checkpoint_dir": str(checkpoint_dir),
+            "checkpoint": str(latest.path) if latest else None,
+            "command": command,
+        }
+        distribution.share(shared, placement)
         try:
             yield Session(
                 run.info.run_id,
@@ -237,6 +279,13 @@ def session(
             raise
         except NonFiniteError as err:
             lifecycle.end_run("FAILED", {"non_finite": f"epoch {err.epoch} step {err.step}"})
+            raise
+        except distribution.ProcessLostError as err:
+            step = last_checkpointed_step(str(checkpoint_dir))
+            lifecycle.end_run(
+                "KILLED", {"interrupted": "process lost", lifecycle.LAST_STEP: str(step)}
+            )
+            log.error("%s; checkpointed at step %s", err, step)
             raise
         except SystemExit as err:
             # submitit requeues a SLURM job at its time limit, then exits from its SIGUSR2

@@ -114,11 +114,14 @@ class TrainingState(keras.callbacks.Callback):
         keep: checkpoints kept (the newest; older ones go once a new one is complete).
         steps_per_epoch: batches per epoch.
         epochs: epochs of the whole training.
-        stateful: the callbacks whose state is saved and restored with the model.
+        stateful: the callbacks whose state is saved and restored with the model (None in
+            place of one that only the writing process runs).
         flag: the signal flag; a raised flag checkpoints and stops at the end of the step.
         resume_from: the checkpoint to restore, or None for a fresh start.
         before_save: called before each epoch-end checkpoint (flush metric logging).
         after_save: called with the global step after each checkpoint.
+        writes: False on the processes other than 0 of a job of several: they restore the
+            checkpoints that process 0 writes, and write none.
     """
 
     def __init__(
@@ -133,8 +136,10 @@ class TrainingState(keras.callbacks.Callback):
         resume_from: checkpoint.Checkpoint | None = None,
         before_save: Callable[[], None] | None = None,
         after_save: Callable[[int], None] | None = None,
+        writes: bool = True,
     ) -> None:
         super().__init__()
+        self.writes = writes
         if every_steps != AUTO and (
             isinstance(every_steps, bool) or not isinstance(every_steps, int) or every_steps < 1
         ):
@@ -179,7 +184,8 @@ class TrainingState(keras.callbacks.Callback):
         for index, (callback, saved) in enumerate(
             zip(self.stateful, meta["callbacks"], strict=True)
         ):
-            _restore_callback(callback, saved, f"callback/{index}", arrays)
+            if callback is not None:
+                _restore_callback(callback, saved, f"callback/{index}", arrays)
         random.setstate(
             (meta["python_random"][0], tuple(meta["python_random"][1]), meta["python_random"][2])
         )
@@ -226,8 +232,12 @@ class TrainingState(keras.callbacks.Callback):
             self.save()
         self.flag.check()
 
-    def save(self) -> Path:
-        """Write the current state as checkpoint `global_step` (never non-finite weights)."""
+    def save(self) -> Path | None:
+        """Write the current state as checkpoint `global_step` (never non-finite weights);
+        None where this process writes none."""
+        if not self.writes:
+            self._saved_at = self.global_step
+            return None
         started = time.perf_counter()
         arrays: dict[str, np.ndarray] = {}
         for prefix, variables in (
