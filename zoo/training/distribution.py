@@ -233,6 +233,7 @@ def together(placement: Placement) -> Iterator[None]:
         lost = _lost_process(err, placement)
         if lost is None:
             raise
+        log.error("%s", lost)  # logged now: JAX may end the process before Python's report
         raise lost from err
 
 

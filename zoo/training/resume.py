@@ -280,12 +280,12 @@ def session(
         except NonFiniteError as err:
             lifecycle.end_run("FAILED", {"non_finite": f"epoch {err.epoch} step {err.step}"})
             raise
-        except distribution.ProcessLostError as err:
+        except distribution.ProcessLostError:
             step = last_checkpointed_step(str(checkpoint_dir))
             lifecycle.end_run(
                 "KILLED", {"interrupted": "process lost", lifecycle.LAST_STEP: str(step)}
             )
-            log.error("%s; checkpointed at step %s", err, step)
+            log.warning("Run ended KILLED, checkpointed at step %s; resume with: %s", step, command)
             raise
         except SystemExit as err:
             # submitit requeues a SLURM job at its time limit, then exits from its SIGUSR2
