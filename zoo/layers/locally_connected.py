@@ -218,6 +218,7 @@ class BaseLocallyConnected(keras.layers.Layer):
             )
         self.output_size, self._pads = self._geometry(input_shape)
         padded = [size + sum(pad) for size, pad in zip(spatial, self._pads, strict=True)]
+        self._padding_needed = any(before or after for before, after in self._pads)
         self._input_spatial = tuple(spatial)
         self._padded_spatial = tuple(padded)
         self._positions = math.prod(self.output_size)
@@ -279,7 +280,7 @@ class BaseLocallyConnected(keras.layers.Layer):
     # ---------------------------------------------------------------------- call
     def call(self, inputs):
         if fused.applies(self, inputs):
-            return self._finish(self._fused_matmul(inputs), channels_last=True)
+            return self._activate(self._fused_matmul(inputs))
         rank = self.rank
         if self.data_format == "channels_last":
             to_position_major = (*range(1, rank + 1), 0, rank + 1)
@@ -289,7 +290,7 @@ class BaseLocallyConnected(keras.layers.Layer):
             from_position_major = (rank, rank + 1, *range(rank))
 
         x = ops.transpose(inputs, to_position_major)  # (*spatial, batch, C)
-        if any(before or after for before, after in self._pads):
+        if self._padding_needed:
             x = ops.pad(x, [*self._pads, (0, 0), (0, 0)])
         # A reshape reads the variable into a tensor (TF's custom_gradient must not see
         # the variable itself).
@@ -298,18 +299,15 @@ class BaseLocallyConnected(keras.layers.Layer):
         outputs = ops.reshape(outputs, (*self.output_size, -1, self.filters))
         if self.use_bias:
             outputs = outputs + ops.expand_dims(self.bias, -2)
-        return self._finish(ops.transpose(outputs, from_position_major))
+        return self._activate(ops.transpose(outputs, from_position_major))
 
-    def _finish(self, outputs, channels_last: bool = False):
-        """Add the bias (when `channels_last`: to channels_last outputs) and activate."""
-        if channels_last and self.use_bias:
-            outputs = outputs + self.bias
+    def _activate(self, outputs):
         return self.activation(outputs) if self.activation is not None else outputs
 
     def _fused_matmul(self, inputs):
         """`(batch, *out, F)` outputs of the fused CPU kernel (`zoo.layers.fused`)."""
         x = ops.transpose(inputs, (*range(1, self.rank + 2), 0))  # (*spatial, C, batch)
-        if any(before or after for before, after in self._pads):
+        if self._padding_needed:
             x = ops.pad(x, [*self._pads, (0, 0), (0, 0)])
         kernel = ops.reshape(self.kernel, self.kernel.shape)
         geometry = fused.geometry(self, self._padded_spatial)
@@ -317,7 +315,7 @@ class BaseLocallyConnected(keras.layers.Layer):
         outputs = ops.reshape(
             ops.transpose(outputs, (2, 0, 1)), (-1, *self.output_size, self.filters)
         )
-        return outputs
+        return outputs + self.bias if self.use_bias else outputs
 
     def _group_kernel(self, kernel, first: int, count: int):
         """The kernel rows of `count` consecutive offsets from `first`: `(P, depth, F)`.

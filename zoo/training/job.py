@@ -112,8 +112,8 @@ def fit(
         stateful=callbacks,
         flag=session.flag,
         resume_from=session.checkpoint,
-        before_save=lifecycle.flush if session.writes else None,
-        after_save=(lambda _step: lifecycle.heartbeat()) if session.writes else None,
+        before_save=lifecycle.flush,
+        after_save=lambda _step: lifecycle.heartbeat(),
         writes=session.writes,
     )
     with session.flag.deferred():

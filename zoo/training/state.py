@@ -118,8 +118,9 @@ class TrainingState(keras.callbacks.Callback):
             place of one that only the writing process runs).
         flag: the signal flag; a raised flag checkpoints and stops at the end of the step.
         resume_from: the checkpoint to restore, or None for a fresh start.
-        before_save: called before each epoch-end checkpoint (flush metric logging).
-        after_save: called with the global step after each checkpoint.
+        before_save: called before each epoch-end checkpoint this process writes (flush
+            metric logging).
+        after_save: called with the global step after each checkpoint this process writes.
         writes: False on the processes other than 0 of a job of several: they restore the
             checkpoints that process 0 writes, and write none.
     """
@@ -227,7 +228,7 @@ class TrainingState(keras.callbacks.Callback):
         self.epoch, self.step = epoch + 1, 0
         due = self.global_step - self._saved_at >= self.interval
         if due or self.epoch == self.epochs or self.flag.received is not None:
-            if self.before_save:
+            if self.before_save and self.writes:
                 self.before_save()
             self.save()
         self.flag.check()
