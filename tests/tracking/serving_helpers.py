@@ -6,7 +6,6 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,9 +37,11 @@ def serving(
                 raise AssertionError(
                     f"{command[:3]} exited ({process.returncode}):\n{log.read_text()[-3000:]}"
                 )
+            # URLError, a refused or reset connection, or a read that times out while the
+            # server is still loading (all OSError): not ready yet, ask again
             with (
-                contextlib.suppress(urllib.error.URLError, ConnectionError),
-                urllib.request.urlopen(ready_url, timeout=2) as reply,
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(ready_url, timeout=5) as reply,
             ):
                 if reply.status == 200:
                     break
