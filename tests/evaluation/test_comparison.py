@@ -10,22 +10,30 @@ from mlflow.tracking import MlflowClient
 @pytest.mark.slow
 def test_comparison_over_seeds_reports_mean_std_and_the_baselines_of_the_same_splits(tmp_path):
     output = tmp_path / "comparison.md"
-    code, log = run_script(
-        tmp_path,
-        "evaluate.py",
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    arguments = [
         "experiment=compare",
         "compare.models=[mlp]",
         "compare.seeds=[0,1]",
-        "compare.train_overrides=['data=digits','trainer.epochs=2','tracking.experiment=tests']",
+        "compare.train_overrides=['data=digits','trainer.epochs=2','tracking.experiment=tests',"
+        f"'tracking.uri={store}']",
         "compare.timing_steps=1",
         f"compare.output={output}",
         "robustness.max_shift=1",
+    ]
+    # seed 0 trained beforehand by train.py itself: the comparison reuses that run
+    code, log = run_script(
+        tmp_path, "train.py", "model=mlp", "seed=0", "data=digits", "trainer.epochs=2"
     )
     assert code == 0, log[-3000:]
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    code, log = run_script(tmp_path, "evaluate.py", *arguments)
+    assert code == 0, log[-3000:]
+    client = MlflowClient(store)
     experiment = client.get_experiment_by_name("tests")
     runs = client.search_runs([experiment.experiment_id], filter_string="tags.model = 'mlp'")
     trained = [run for run in runs if run.data.tags.get("job") != "evaluate"]
+    assert len(trained) == 2  # seed 0 was not trained again
+    assert "mlp seed 0: reusing finished run" in log and "mlp seed 1: reusing" not in log
     by_seed = {int(run.data.params["seed"]): run for run in trained}
     assert sorted(by_seed) == [0, 1]
     text = output.read_text()

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 from hydra import compose
 from hydra.utils import instantiate
+from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf
 
 from zoo import machine, plots, tracking
@@ -44,21 +45,40 @@ def train_step_ms(train_cfg: DictConfig, steps: int) -> float:
     return 1000 * float(np.median(times))
 
 
+def finished_run(train_cfg: DictConfig) -> Run | None:
+    """The newest FINISHED training run of `train_cfg`'s experiment with exactly this config
+    (the digest `resume=auto` matches on), e.g. `python train.py model=deepface seed=0` for
+    the comparison's deepface at seed 0, or a member of an earlier, interrupted comparison."""
+    from zoo.tracking import lifecycle
+    from zoo.training.resume import config_digest
+
+    return lifecycle.find_run(train_cfg.tracking.experiment, config_digest(train_cfg), "FINISHED")
+
+
 def measure(name: str, seed: int, cfg: DictConfig, output_dir: Path) -> dict[str, float | str]:
-    """Train `name` at `seed` with train.py's job, evaluate it, count and time it."""
+    """Train `name` at `seed` with train.py's job (or reuse a finished run of the same config,
+    `compare.reuse`), evaluate it, count and time it."""
     from zoo.evaluation import evaluate
     from zoo.training import train
 
     overrides = [f"model={name}", f"seed={seed}", *cfg.compare.train_overrides]
+    if cfg.compare.reuse:  # a member killed in an earlier attempt continues from its checkpoint
+        overrides.append("resume=auto")
     train_cfg = compose(config_name="train", overrides=overrides)
     run_dir = output_dir / f"{name}_seed{seed}"
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    # What Hydra writes for train.py: the run logs it, and evaluation reads its data config.
-    OmegaConf.save(train_cfg, run_dir / ".hydra" / "config.yaml")
-    start = time.perf_counter()
-    train(train_cfg, run_dir)
-    train_seconds = time.perf_counter() - start
-    run_id = tracking.last_run_id()
+    finished = finished_run(train_cfg) if cfg.compare.reuse else None
+    if finished is not None:
+        run_id = finished.info.run_id
+        train_seconds = (finished.info.end_time - finished.info.start_time) / 1000
+        log.info("%s seed %d: reusing finished run %s (same config)", name, seed, run_id)
+    else:
+        (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+        # What Hydra writes for train.py: the run logs it, and evaluation reads its data config.
+        OmegaConf.save(train_cfg, run_dir / ".hydra" / "config.yaml")
+        start = time.perf_counter()
+        train(train_cfg, run_dir)
+        train_seconds = time.perf_counter() - start
+        run_id = tracking.last_run_id()
     epochs = tracking.epochs_logged(run_id)
     eval_cfg = OmegaConf.merge(cfg, {"run_id": run_id, "compare": None})
     metrics = evaluate(eval_cfg, run_dir)

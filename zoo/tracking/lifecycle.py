@@ -110,16 +110,22 @@ def reap_dead_runs(last_step: Callable[[str], int | None], stale_after_s: float)
     return reaped
 
 
-def find_resumable(experiment: str, digest: str) -> str | None:
-    """The newest KILLED run of `experiment` trained with the config of `digest`, or None."""
+def find_run(experiment: str, digest: str, status: str) -> Run | None:
+    """The newest run of `experiment` with `status` trained with the config of `digest`."""
     found = mlflow.search_runs(
         experiment_names=[experiment],
-        filter_string=f"attributes.status = 'KILLED' and tags.`{CONFIG_DIGEST}` = '{digest}'",
+        filter_string=f"attributes.status = '{status}' and tags.`{CONFIG_DIGEST}` = '{digest}'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
         output_format="list",
     )
-    return found[0].info.run_id if found else None
+    return found[0] if found else None
+
+
+def find_resumable(experiment: str, digest: str) -> str | None:
+    """The newest KILLED run of `experiment` trained with the config of `digest`, or None."""
+    run = find_run(experiment, digest, "KILLED")
+    return run.info.run_id if run else None
 
 
 def resumable_run(run_id: str, digest: str, stale_after_s: float) -> Run:
