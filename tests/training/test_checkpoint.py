@@ -69,6 +69,8 @@ def test_resume_command_replaces_any_resume_override():
     assert resume_command("abc", argv) == (
         "python /repo/train.py model=mlp 'data.source.path=/my data' resume=abc"
     )
+    comparison = ["/repo/evaluate.py", "experiment=compare_faces"]
+    assert resume_command("abc", comparison) == "python /repo/evaluate.py experiment=compare_faces"
 
 
 def test_config_digest_ignores_resume_only():

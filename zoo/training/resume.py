@@ -42,8 +42,14 @@ def config_digest(cfg: DictConfig) -> str:
 
 
 def resume_command(run_id: str, argv: list[str] | None = None) -> str:
-    """This process's command line with `resume=<run_id>` in place of any `resume=...`."""
+    """This process's command line with `resume=<run_id>` in place of any `resume=...`.
+
+    In `evaluate.py experiment=compare...` (a comparison trains its members in-process), the
+    same command line: run again, the comparison resumes its KILLED member (`compare.reuse`).
+    """
     argv = list(sys.argv if argv is None else argv)
+    if Path(argv[0]).name == "evaluate.py":
+        return shlex.join(["python", *argv])
     kept = [arg for arg in argv[1:] if not arg.lstrip("+~").startswith("resume=")]
     return shlex.join(["python", argv[0], *kept, f"resume={run_id}"])
 
