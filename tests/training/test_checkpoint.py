@@ -78,3 +78,12 @@ def test_config_digest_ignores_resume_only():
     digest = config_digest(OmegaConf.create(base))
     assert config_digest(OmegaConf.create({**base, "resume": "auto"})) == digest
     assert config_digest(OmegaConf.create({**base, "trainer": {"epochs": 4}})) != digest
+
+
+def test_remove_all_deletes_checkpoints_and_partial_writes_only(tmp_path):
+    for step in (5, 10):
+        checkpoint.write(tmp_path, step, {"w": np.zeros(3)}, {})
+    (tmp_path / ".step-0000000015.ckpt.99.tmp").write_bytes(b"half")
+    (tmp_path / "notes.txt").write_text("mine")
+    assert checkpoint.remove_all(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

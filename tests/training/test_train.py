@@ -6,6 +6,8 @@ import pytest
 from entry_points import list_artifacts, run_script
 from mlflow.tracking import MlflowClient
 
+from zoo.training import checkpoint
+
 
 def _train(tmp_path, *overrides, multirun=False):
     code, output = run_script(tmp_path, "train.py", *overrides, multirun=multirun)
@@ -63,6 +65,9 @@ def test_multirun_trains_mlp_cnn_lcn_one_run_each(tmp_path):
         assert loss[-1] < loss[0]  # the default recipe trains
         for baseline in ("logistic_regression", "rbf_svm"):  # beside it, on the same split
             assert run.data.metrics[f"baseline_{baseline}_test_accuracy"] > 0.9
+        # FINISHED: not resumable, so its resume checkpoints are gone (keep_finished=false)
+        assert checkpoint.list_checkpoints(run.data.tags["zoo.checkpoint_dir"]) == []
+    assert output.count("resume checkpoint(s) in") == 3
     model = _reload_and_predict(runs[2], tmp_path, (8, 8, 1))
     assert any(type(layer).__name__ == "LocallyConnected2D" for layer in model.layers)
     signature = mlflow.models.get_model_info(f"runs:/{runs[0].info.run_id}/model").signature

@@ -219,7 +219,8 @@ def session(
     of the job stopped) the run ends KILLED (tag `interrupted`), on `NonFiniteError` FAILED
     (tag `non_finite`); both say how to resume or what to fix, then propagate. In a job of
     several processes (`placement`) only process 0 opens the run; it tells the others which
-    run and checkpoint.
+    run and checkpoint. A run that ends FINISHED deletes its resume checkpoints (it cannot be
+    resumed) unless `trainer.checkpoint.keep_finished`.
     """
     placement = placement or distribution.Placement("single device", 1)
     if not placement.chief:
@@ -301,3 +302,8 @@ def session(
             lifecycle.end_run("KILLED", {"interrupted": reason, lifecycle.LAST_STEP: str(step)})
             log.warning("%s, checkpointed at step %s; resume with: %s", reason, step, command)
             raise
+    # A FINISHED run cannot be resumed: its resume state is gigabytes of nothing (DeepFace).
+    if not settings.get("keep_finished", False) and (
+        removed := checkpoint.remove_all(checkpoint_dir)
+    ):
+        log.info("Run finished: its %d resume checkpoint(s) in %s deleted", removed, checkpoint_dir)
