@@ -10,6 +10,7 @@ Faults, at global optimizer step N (1-based, counted over all epochs):
 Without ZOO_FAULT this is `train.py` itself.
 """
 
+import io
 import os
 import runpy
 import signal
@@ -49,12 +50,14 @@ def install(kind: str, at: int) -> None:
     elif kind == "kill-in-write":
         write_file = checkpoint._write_file
 
-        def half_then_kill(path, data):
+        def half_then_kill(path, encode):
             if checkpoint.step_of(path) == at:
+                data = io.BytesIO()
+                encode(data)
                 temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                temporary.write_bytes(data[: len(data) // 2])
+                temporary.write_bytes(data.getvalue()[: len(data.getvalue()) // 2])
                 kill()
-            write_file(path, data)
+            write_file(path, encode)
 
         checkpoint._write_file = half_then_kill
     else:

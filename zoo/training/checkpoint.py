@@ -16,9 +16,11 @@ import json
 import logging
 import os
 import re
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -61,21 +63,42 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _encode(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:
+class _Digesting:
+    """A write-only stream that passes bytes on to `file` and hashes them on the way."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        return self.file.write(data)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _encode_into(file: BinaryIO, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """MAGIC, the `.npz` payload and its sha256 into `file`, the payload streamed: no copy
+    of a gigabyte checkpoint is ever built in memory (np.savez into a buffer made three)."""
     if _META in arrays:
         raise ValueError(f"array name {_META!r} is reserved for the checkpoint metadata")
-    buffer = io.BytesIO()
-    meta_bytes = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    np.savez(buffer, **arrays, **{_META: meta_bytes})
-    payload = buffer.getvalue()
-    return MAGIC + payload + hashlib.sha256(payload).digest()
+    entries = {**arrays, _META: np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
+    file.write(MAGIC)
+    payload = _Digesting(file)  # no tell(): zipfile writes a streamed archive, as np.savez's
+    with zipfile.ZipFile(payload, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, value in entries.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(value), allow_pickle=False)
+    file.write(payload.sha256.digest())
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    """`data` to `path` via a temporary file, flushed and fsynced, renamed into place."""
+def _write_file(path: Path, encode: Callable[[BinaryIO], None]) -> None:
+    """What `encode` writes, to `path` via a temporary file, flushed and fsynced, renamed
+    into place."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(temporary, "wb") as file:
-        file.write(data)
+        encode(file)
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
@@ -91,12 +114,20 @@ def write(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = checkpoint_path(directory, step)
-    _write_file(path, _encode(arrays, {**meta, "step": step}))
+    _write_file(path, lambda file: _encode_into(file, arrays, {**meta, "step": step}))
     for old in list_checkpoints(directory)[keep:]:
         old.unlink(missing_ok=True)
     for partial in directory.glob(".step-*.tmp"):  # left by a process killed mid-write
         partial.unlink(missing_ok=True)
     return path
+
+
+def remove_all(directory: Path) -> int:
+    """Delete every checkpoint file (and partial write) in `directory`; how many went."""
+    files = list_checkpoints(directory)
+    for path in [*files, *Path(directory).glob(".step-*.tmp")]:
+        path.unlink(missing_ok=True)
+    return len(files)
 
 
 def list_checkpoints(directory: Path) -> list[Path]:
