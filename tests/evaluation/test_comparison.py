@@ -15,8 +15,9 @@ def test_comparison_over_seeds_reports_mean_std_and_the_baselines_of_the_same_sp
         "experiment=compare",
         "compare.models=[mlp]",
         "compare.seeds=[0,1]",
-        "compare.train_overrides=['data=digits','trainer.epochs=2','tracking.experiment=tests',"
+        "compare.train_overrides=['data=digits','tracking.experiment=tests',"
         f"'tracking.uri={store}']",
+        "compare.model_overrides={mlp: ['trainer.epochs=2']}",  # the model's own recipe
         "compare.timing_steps=1",
         f"compare.output={output}",
         "robustness.max_shift=1",
@@ -50,5 +51,6 @@ def test_comparison_over_seeds_reports_mean_std_and_the_baselines_of_the_same_sp
         for name in ("logistic_regression", "rbf_svm"):
             logged = run.data.metrics[f"baseline_{name}_test_accuracy"]
             assert f"| {name} (baseline) | {seed} | {logged:.4f} |" in text
+    assert "then for mlp `['trainer.epochs=2']`" in text
     assert "oneDNN" in text and "cores" in text  # the machine the timings belong to
     assert (tmp_path / "comparison_shift.png").stat().st_size > 0

@@ -55,13 +55,20 @@ def finished_run(train_cfg: DictConfig) -> Run | None:
     return lifecycle.find_run(train_cfg.tracking.experiment, config_digest(train_cfg), "FINISHED")
 
 
+def train_overrides(cfg: DictConfig, name: str) -> list[str]:
+    """`train.py` overrides of model `name`: the comparison's common ones, then the model's
+    own recipe (`compare.model_overrides.<name>`), if it has one."""
+    own = (cfg.compare.get("model_overrides") or {}).get(name) or []
+    return [*cfg.compare.train_overrides, *own]
+
+
 def measure(name: str, seed: int, cfg: DictConfig, output_dir: Path) -> dict[str, float | str]:
     """Train `name` at `seed` with train.py's job (or reuse a finished run of the same config,
     `compare.reuse`), evaluate it, count and time it."""
     from zoo.evaluation import evaluate
     from zoo.training import train
 
-    overrides = [f"model={name}", f"seed={seed}", *cfg.compare.train_overrides]
+    overrides = [f"model={name}", f"seed={seed}", *train_overrides(cfg, name)]
     if cfg.compare.reuse:  # a member killed in an earlier attempt continues from its checkpoint
         overrides.append("resume=auto")
     train_cfg = compose(config_name="train", overrides=overrides)
@@ -204,6 +211,11 @@ def markdown(summary: list[dict], runs: list[dict], cfg: DictConfig) -> str:
     return "\n".join(lines)
 
 
+def _own_recipes(cfg: DictConfig) -> str:
+    own = {k: list(v) for k, v in (cfg.compare.get("model_overrides") or {}).items() if v}
+    return "".join(f", then for {name} `{extra}`" for name, extra in own.items())
+
+
 def compare(cfg: DictConfig, output_dir: Path) -> float:
     """Train, evaluate and time every model of `cfg.compare.models` at every seed of
     `cfg.compare.seeds`, with the data's baselines on the same splits; write table and plots."""
@@ -217,11 +229,12 @@ def compare(cfg: DictConfig, output_dir: Path) -> float:
     setup = (
         f"Data `{cfg.compare.data_name}`, seeds {seeds} (each seed its own split, weights and "
         f"augmentation; mean ± sample std over seeds), train overrides "
-        f"`{list(cfg.compare.train_overrides)}`; baselines (`conf/baselines/`) fitted on each "
-        f"seed's training split. Shifts averaged over right/left/down/up with zero fill. Train "
-        f"step = median of {cfg.compare.timing_steps} `train_on_batch` calls; wall per run = the "
-        f"whole training job (data, fit, test, baselines, model logging), per epoch = wall / "
-        f"epochs; for baselines, wall = their fit. Machine: {machine.describe()}."
+        f"`{list(cfg.compare.train_overrides)}`{_own_recipes(cfg)}; baselines "
+        f"(`conf/baselines/`) fitted on each seed's training split. Shifts averaged over "
+        f"right/left/down/up with zero fill. Train step = median of "
+        f"{cfg.compare.timing_steps} `train_on_batch` calls; wall per run = the whole training "
+        f"job (data, fit, test, baselines, model logging), per epoch = wall / epochs; for "
+        f"baselines, wall = their fit. Machine: {machine.describe()}."
     )
     text = f"# {cfg.compare.title}\n\n{setup}\n\n{table}\n"
     output = Path(cfg.compare.output)
