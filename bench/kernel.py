@@ -1,0 +1,137 @@
+"""The fused kernel's three passes alone, this checkout's source vs a git revision's.
+
+Both sources are compiled with the layer's own flags (`zoo.layers.fused.FLAGS`) into a
+scratch folder and called from NumPy on the same arrays, round after round in one process,
+so each round compares calls made seconds apart. Reported per pass (forward, kernel
+gradient, input gradient): min and median ms, GFLOP/s at the min, the ratio of the mins,
+and the largest difference between the two results.
+
+    python bench/kernel.py --baseline 7b4b6c8 --cases L4_b32,L5_b32,L6_b32,1d_b32 --rounds 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from cases import CASES  # noqa: E402
+
+from zoo import machine  # noqa: E402
+from zoo.layers import fused  # noqa: E402
+
+PASSES = ("zoo_lc_forward", "zoo_lc_kernel_gradient", "zoo_lc_input_gradient")
+
+
+def build(source: str, target: Path) -> ctypes.CDLL:
+    path = target.with_suffix(".cc")
+    path.write_text(source)
+    compiler = os.environ.get("CXX", "g++")
+    subprocess.run([compiler, *fused.FLAGS, str(path), "-o", str(target)], check=True)
+    library = ctypes.CDLL(str(target))
+    for name in PASSES:
+        getattr(library, name).argtypes = [ctypes.c_void_p] * 4
+    return library
+
+
+def arrays(case, rng) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The geometry vector and the pass operands of `case` (valid padding, no dilation)."""
+    two_d = (lambda v: (1, *v)) if case.rank == 1 else tuple
+    (h, w), (oh, ow) = two_d(case.spatial), two_d(case.output)
+    (kh, kw), (sh, sw) = two_d(case.kernel), two_d(case.strides)
+    c, f, b = case.channels, case.filters, case.batch
+    geo = np.array([b, h, w, c, oh, ow, kh, kw, sh, sw, 1, 1, f], np.int64)
+    p, k = oh * ow, kh * kw * c
+    normal = lambda *shape: rng.standard_normal(shape, np.float32)  # noqa: E731
+    return geo, {"x": normal(h, w, c, b), "w": normal(p, k, f), "dy": normal(p, f, b)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", required=True, help="git revision of the other source")
+    parser.add_argument("--cases", default="L4_b32")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--json", help="write the results here as well")
+    args = parser.parse_args()
+    relative = fused.SOURCE.relative_to(ROOT)
+    old = subprocess.run(
+        ["git", "show", f"{args.baseline}:{relative}"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    by_name = CASES
+    results = []
+    with tempfile.TemporaryDirectory() as scratch:
+        libraries = {
+            "this": build(fused.SOURCE.read_text(), Path(scratch) / "this.so"),
+            args.baseline: build(old, Path(scratch) / "baseline.so"),
+        }
+        rng = np.random.default_rng(0)
+        print(f"Machine: {machine.describe()}")
+        for name in args.cases.split(","):
+            case = by_name[name]
+            if case.padding != "valid":
+                raise SystemExit(f"{name}: only valid padding is timed here")
+            geo, a = arrays(case, rng)
+            operands = {  # pass -> (inputs, output shape)
+                "zoo_lc_forward": ((a["x"], a["w"]), a["dy"].shape),
+                "zoo_lc_kernel_gradient": ((a["x"], a["dy"]), a["w"].shape),
+                "zoo_lc_input_gradient": ((a["dy"], a["w"]), a["x"].shape),
+            }
+            flops = 2 * case.positions * case.patch_size * case.filters * case.batch
+            outputs = {
+                (v, p): np.empty(s, np.float32) for v in libraries for p, (_, s) in operands.items()
+            }
+            times = {key: [] for key in outputs}
+            for _ in range(args.rounds):
+                for version, library in libraries.items():
+                    for pass_, (inputs, _) in operands.items():
+                        out = outputs[(version, pass_)]
+                        start = time.perf_counter()
+                        getattr(library, pass_)(
+                            geo.ctypes.data, *(i.ctypes.data for i in inputs), out.ctypes.data
+                        )
+                        times[(version, pass_)].append(time.perf_counter() - start)
+            for pass_ in operands:
+                row = {"case": name, "pass": pass_.removeprefix("zoo_lc_")}
+                for version in libraries:
+                    spent = times[(version, pass_)]
+                    label = "this" if version == "this" else "baseline"
+                    row[f"{label}_min_ms"] = 1000 * min(spent)
+                    row[f"{label}_median_ms"] = 1000 * statistics.median(spent)
+                    row[f"{label}_gflops"] = flops / min(spent) / 1e9
+                row["speedup"] = row["baseline_min_ms"] / row["this_min_ms"]
+                row["max_difference"] = float(
+                    np.max(np.abs(outputs[("this", pass_)] - outputs[(args.baseline, pass_)]))
+                )
+                row["scale"] = float(np.max(np.abs(outputs[("this", pass_)])))
+                results.append(row)
+                print(
+                    f"{name:10s} {row['pass']:16s} this {row['this_min_ms']:7.1f} / "
+                    f"{row['this_median_ms']:7.1f} ms ({row['this_gflops']:5.1f} GFLOP/s)   "
+                    f"{args.baseline} {row['baseline_min_ms']:7.1f} / "
+                    f"{row['baseline_median_ms']:7.1f} ms   x{row['speedup']:.2f}   "
+                    f"max diff {row['max_difference']:.1e} of {row['scale']:.1e}"
+                )
+    if args.json:
+        record = {"machine": machine.describe(), "baseline": args.baseline, "rows": results}
+        Path(args.json).write_text(json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":
+    main()
