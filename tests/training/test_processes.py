@@ -31,6 +31,7 @@ TINY = (
     f"trainer.epochs={EPOCHS}",
     "trainer.batch_size=64",  # the global batch: 32 rows per process
     "trainer.checkpoint.every_steps=5",
+    "trainer.checkpoint.keep_finished=true",  # the final weights are read from the checkpoint
     "tracking.log_model=false",
     "trainer.verbose=0",
 )
