@@ -52,10 +52,11 @@ def install(kind: str, at: int) -> None:
 
         def half_then_kill(path, encode):
             if checkpoint.step_of(path) == at:
-                data = io.BytesIO()
-                encode(data)
+                buffer = io.BytesIO()
+                encode(buffer)
+                data = buffer.getvalue()
                 temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                temporary.write_bytes(data.getvalue()[: len(data.getvalue()) // 2])
+                temporary.write_bytes(data[: len(data) // 2])
                 kill()
             write_file(path, encode)
 

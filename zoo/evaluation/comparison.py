@@ -55,11 +55,15 @@ def finished_run(train_cfg: DictConfig) -> Run | None:
     return lifecycle.find_run(train_cfg.tracking.experiment, config_digest(train_cfg), "FINISHED")
 
 
+def _own_recipes(cfg: DictConfig) -> dict[str, list[str]]:
+    """`compare.model_overrides`: model name -> its own `train.py` overrides (non-empty)."""
+    return {k: list(v) for k, v in (cfg.compare.get("model_overrides") or {}).items() if v}
+
+
 def train_overrides(cfg: DictConfig, name: str) -> list[str]:
     """`train.py` overrides of model `name`: the comparison's common ones, then the model's
     own recipe (`compare.model_overrides.<name>`), if it has one."""
-    own = (cfg.compare.get("model_overrides") or {}).get(name) or []
-    return [*cfg.compare.train_overrides, *own]
+    return [*cfg.compare.train_overrides, *_own_recipes(cfg).get(name, [])]
 
 
 def measure(name: str, seed: int, cfg: DictConfig, output_dir: Path) -> dict[str, float | str]:
@@ -211,9 +215,8 @@ def markdown(summary: list[dict], runs: list[dict], cfg: DictConfig) -> str:
     return "\n".join(lines)
 
 
-def _own_recipes(cfg: DictConfig) -> str:
-    own = {k: list(v) for k, v in (cfg.compare.get("model_overrides") or {}).items() if v}
-    return "".join(f", then for {name} `{extra}`" for name, extra in own.items())
+def _recipes_text(cfg: DictConfig) -> str:
+    return "".join(f", then for {name} `{extra}`" for name, extra in _own_recipes(cfg).items())
 
 
 def compare(cfg: DictConfig, output_dir: Path) -> float:
@@ -229,7 +232,7 @@ def compare(cfg: DictConfig, output_dir: Path) -> float:
     setup = (
         f"Data `{cfg.compare.data_name}`, seeds {seeds} (each seed its own split, weights and "
         f"augmentation; mean ± sample std over seeds), train overrides "
-        f"`{list(cfg.compare.train_overrides)}`{_own_recipes(cfg)}; baselines "
+        f"`{list(cfg.compare.train_overrides)}`{_recipes_text(cfg)}; baselines "
         f"(`conf/baselines/`) fitted on each seed's training split. Shifts averaged over "
         f"right/left/down/up with zero fill. Train step = median of "
         f"{cfg.compare.timing_steps} `train_on_batch` calls; wall per run = the whole training "
