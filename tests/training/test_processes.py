@@ -154,6 +154,36 @@ def test_two_processes_train_one_run_to_the_weights_of_one(tmp_path, reference):
     assert written <= {".hydra", "train.log"}, written
 
 
+def test_submitit_local_tasks_train_one_run_to_the_weights_of_one(tmp_path, reference):
+    # The SLURM route as far as it runs on one machine: Hydra's submitit launcher with its
+    # local executor starts 2 tasks of one job, which find each other from submitit's
+    # variables (no KERAS_DISTRIBUTION_*), as SLURM tasks do from SLURM's.
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "ZOO_FAULT")}
+    env["KERAS_BACKEND"] = "jax"
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.tasks_per_node=2",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        "tracking.experiment=tests",
+        *TINY,
+        *TOGETHER,
+    ]
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    logs = "".join(p.read_text() for p in (tmp_path / "sweep").rglob("*_log.*"))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:] + logs[-3000:]
+    run = only_run(tmp_path)  # task 1 opened none
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["world_size"] == "2"
+    assert run.data.tags["processes"] == "2"
+    assert_same_weights(run, reference)
+
+
 def test_a_killed_process_stops_the_other_and_leaves_a_resumable_run(tmp_path):
     # Process 1 dies (SIGKILL) after step 12; process 0 last checkpointed at step 10.
     (code, output, stopped), (killed, _, died) = wait(launch(tmp_path, faults={1: "kill@12"}))
@@ -177,7 +207,7 @@ def test_a_killed_process_stops_the_other_and_leaves_a_resumable_run(tmp_path):
         mlflow.set_tracking_uri(previous)
 
 
-def test_the_processes_come_from_keras_variables_or_slurm():
+def test_the_processes_come_from_keras_variables_submitit_or_slurm():
     keras_env = {
         "KERAS_DISTRIBUTION_JOB_ADDRESSES": "10.0.0.1:1234,10.0.0.2:2345",
         "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
@@ -205,6 +235,15 @@ def test_the_processes_come_from_keras_variables_or_slurm():
         assert distribution.first_host(nodes) == first
     assert distribution.cluster_from_env({**slurm, "SLURM_NTASKS": "1"}) is None
     assert distribution.cluster_from_env({}) is None
+    local = {  # what submitit's local executor sets in task 1 of 2
+        "SUBMITIT_LOCAL_JOB_ID": "4242",
+        "SUBMITIT_LOCAL_NTASKS": "2",
+        "SUBMITIT_LOCAL_GLOBALID": "1",
+    }
+    assert distribution.cluster_from_env(local) == distribution.Cluster(
+        f"127.0.0.1:{4242 % 4096 + 61440}", 2, 1, "submitit local"
+    )
+    assert distribution.cluster_from_env({**local, "SUBMITIT_LOCAL_NTASKS": "1"}) is None
     with pytest.raises(
         ValueError, match="lists 2 addresses but KERAS_DISTRIBUTION_NUM_PROCESSES=3"
     ):

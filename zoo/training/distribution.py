@@ -98,9 +98,10 @@ def first_host(node_list: str) -> str:
 def cluster_from_env(env: Mapping[str, str]) -> Cluster | None:
     """The job's processes from Keras's `KERAS_DISTRIBUTION_*` variables (read as
     `keras.distribution.initialize` reads them: the first address is the coordinator's), or,
-    when none is set, from SLURM's (one process per task: `SLURM_PROCID` of `SLURM_NTASKS`,
-    the coordinator on the first node of the step, on the port JAX's own SLURM detection
-    derives from `SLURM_JOB_ID`); None for a single process."""
+    when none is set, from submitit's local executor (its tasks on 127.0.0.1) or SLURM's (one
+    process per task: `SLURM_PROCID` of `SLURM_NTASKS`, the coordinator on the first node of
+    the step, on the port JAX's own SLURM detection derives from `SLURM_JOB_ID`, the job's id
+    for submitit's local one); None for a single process."""
     present = [name for name in KERAS_VARIABLES if name in env]
     if present:
         missing = [name for name in KERAS_VARIABLES if name not in env]
@@ -124,6 +125,16 @@ def cluster_from_env(env: Mapping[str, str]) -> Cluster | None:
                 f"(KERAS_DISTRIBUTION_NUM_PROCESSES={count})"
             )
         return Cluster(addresses[0].strip(), count, process_id, "KERAS_DISTRIBUTION_*")
+    if int(env.get("SUBMITIT_LOCAL_NTASKS", "1")) > 1 and "SUBMITIT_LOCAL_JOB_ID" in env:
+        # submitit's local executor (hydra/launcher=submitit_local, tasks_per_node=N): the
+        # tasks of one job on this machine, numbered as SLURM numbers them
+        port = int(env["SUBMITIT_LOCAL_JOB_ID"]) % 2**12 + (65535 - 2**12 + 1)
+        return Cluster(
+            f"127.0.0.1:{port}",
+            int(env["SUBMITIT_LOCAL_NTASKS"]),
+            int(env["SUBMITIT_LOCAL_GLOBALID"]),
+            "submitit local",
+        )
     nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST")
     if nodes and "SLURM_JOB_ID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
         port = int(env["SLURM_JOB_ID"]) % 2**12 + (65535 - 2**12 + 1)
@@ -153,7 +164,7 @@ def join(
         return None
     kind = check_kind(kind)
     if kind is None:
-        if cluster.source == "SLURM":  # tasks of a SLURM job that train one model each
+        if cluster.source in ("SLURM", "submitit local"):  # tasks that train a model each
             return None
         raise ValueError(
             f"{cluster.source} asks for {cluster.processes} processes, but "
