@@ -95,6 +95,12 @@ def first_host(node_list: str) -> str:
     return f"{head.group(1)}{head.group(2) or ''}"
 
 
+def job_port(job_id: str) -> int:
+    """The coordinator's port for a job: the one JAX's own SLURM detection derives from the
+    job's id (the top 4,096 ports), so every task of the job computes the same."""
+    return int(job_id) % 2**12 + (65535 - 2**12 + 1)
+
+
 def cluster_from_env(env: Mapping[str, str]) -> Cluster | None:
     """The job's processes from Keras's `KERAS_DISTRIBUTION_*` variables (read as
     `keras.distribution.initialize` reads them: the first address is the coordinator's), or,
@@ -128,18 +134,16 @@ def cluster_from_env(env: Mapping[str, str]) -> Cluster | None:
     if int(env.get("SUBMITIT_LOCAL_NTASKS", "1")) > 1 and "SUBMITIT_LOCAL_JOB_ID" in env:
         # submitit's local executor (hydra/launcher=submitit_local, tasks_per_node=N): the
         # tasks of one job on this machine, numbered as SLURM numbers them
-        port = int(env["SUBMITIT_LOCAL_JOB_ID"]) % 2**12 + (65535 - 2**12 + 1)
         return Cluster(
-            f"127.0.0.1:{port}",
+            f"127.0.0.1:{job_port(env['SUBMITIT_LOCAL_JOB_ID'])}",
             int(env["SUBMITIT_LOCAL_NTASKS"]),
             int(env["SUBMITIT_LOCAL_GLOBALID"]),
             "submitit local",
         )
     nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST")
     if nodes and "SLURM_JOB_ID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
-        port = int(env["SLURM_JOB_ID"]) % 2**12 + (65535 - 2**12 + 1)
         return Cluster(
-            f"{first_host(nodes)}:{port}",
+            f"{first_host(nodes)}:{job_port(env['SLURM_JOB_ID'])}",
             int(env["SLURM_NTASKS"]),
             int(env["SLURM_PROCID"]),
             "SLURM",
