@@ -44,14 +44,20 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def jax_env() -> dict[str, str]:
+    """This environment for a JAX `train.py`: no simulated devices, no injected fault."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "ZOO_FAULT")}
+    env["KERAS_BACKEND"] = "jax"
+    return env
+
+
 def launch(store: Path, *overrides: str, faults: dict[int, str] | None = None) -> list:
     """Start processes 0 and 1 of one job on `store` (`faults`: ZOO_FAULT per process)."""
     port = free_port()
     started = []
     for index in (0, 1):
-        env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "ZOO_FAULT")}
+        env = jax_env()
         env.update(
-            KERAS_BACKEND="jax",
             KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{port}",
             KERAS_DISTRIBUTION_NUM_PROCESSES="2",
             KERAS_DISTRIBUTION_PROCESS_ID=str(index),
@@ -112,8 +118,7 @@ def final_weights(run) -> dict[str, np.ndarray]:
 def reference(tmp_path_factory):
     """One process on one device: the same seed, data order and global batch."""
     store = tmp_path_factory.mktemp("single")
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "ZOO_FAULT")}
-    env["KERAS_BACKEND"] = "jax"
+    env = jax_env()
     command = [
         sys.executable,
         str(ROOT / "train.py"),
@@ -158,8 +163,7 @@ def test_submitit_local_tasks_train_one_run_to_the_weights_of_one(tmp_path, refe
     # The SLURM route as far as it runs on one machine: Hydra's submitit launcher with its
     # local executor starts 2 tasks of one job, which find each other from submitit's
     # variables (no KERAS_DISTRIBUTION_*), as SLURM tasks do from SLURM's.
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "ZOO_FAULT")}
-    env["KERAS_BACKEND"] = "jax"
+    env = jax_env()
     command = [
         sys.executable,
         str(ROOT / "train.py"),
