@@ -37,10 +37,11 @@ def kernel():
 
 
 CHANNELS_LAST = [c for c in CONFIGS if c["data_format"] == "channels_last"]
-WIDE = [  # tile paths: 16 and 8 columns, batches and filters not multiples of 8 or 6
+WIDE = [  # tile paths (AVX2: 16, 8 columns; AVX-512: 32, 16, 8), counts not multiples of them
     dict(CHANNELS_LAST[0], channels=16, filters=16),
     dict(CHANNELS_LAST[2], channels=5, filters=27),
     dict(CHANNELS_LAST[3], channels=9, filters=8),
+    dict(CHANNELS_LAST[1], channels=3, filters=40),
 ]
 
 
