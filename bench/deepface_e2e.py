@@ -10,6 +10,11 @@ Variants, each in its own subprocess (peak RSS per variant):
     python bench/deepface_e2e.py                                  # default plan
     python bench/deepface_e2e.py --variant zoo --batch 128 --steps 3
     python bench/deepface_e2e.py --variant zoo --jit-compile true   # with XLA
+    python bench/deepface_e2e.py --variant conv --optimizer sgd     # the paper's optimizer
+
+The optimizer is the training pipeline's: `--optimizer adamw` (default, `python train.py
+model=deepface`) or `sgd` (the paper's, `experiment=deepface_paper`), both
+`zoo.training.optimizers` (fused updates); `legacy` takes tf_keras's SGD either way.
 """
 
 from __future__ import annotations
@@ -69,7 +74,17 @@ def build(variant: str):
     return k, model
 
 
-def child(variant: str, batch: int, steps: int, jit_compile: str) -> dict:
+def make_optimizer(k, name: str):
+    if k.__name__ == "tf_keras":
+        return k.optimizers.SGD(0.01, momentum=0.9)
+    from zoo.training import optimizers
+
+    if name == "sgd":
+        return optimizers.SGD(0.01, momentum=0.9)
+    return optimizers.AdamW(3e-4, weight_decay=0.05)
+
+
+def child(variant: str, batch: int, steps: int, jit_compile: str, optimizer: str) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if variant == "stock":
         os.environ["ZOO_FUSED_KERNEL"] = "0"
@@ -78,7 +93,7 @@ def child(variant: str, batch: int, steps: int, jit_compile: str) -> dict:
     start = time.perf_counter()
     k, model = build(variant)
     model.compile(
-        optimizer=k.optimizers.SGD(0.01, momentum=0.9),
+        optimizer=make_optimizer(k, optimizer),
         loss="sparse_categorical_crossentropy",
         **({} if jit_compile == "auto" else {"jit_compile": jit_compile == "true"}),
     )
@@ -99,6 +114,7 @@ def child(variant: str, batch: int, steps: int, jit_compile: str) -> dict:
     return {
         "variant": variant,
         "batch": batch,
+        "optimizer": optimizer,
         "params": int(model.count_params()),
         "build_s": build_s,
         "first_step_s": first_step_s,
@@ -129,17 +145,18 @@ def main() -> None:
         default="auto",
         help="Keras compile(jit_compile=...) for --variant; auto = Keras's choice (no XLA on CPU)",
     )
+    parser.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     parser.add_argument("--timeout", type=float, default=400)
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
     if args.variant:
-        result = child(args.variant, args.batch, args.steps, args.jit_compile)
+        result = child(args.variant, args.batch, args.steps, args.jit_compile, args.optimizer)
         print("RESULT " + json.dumps(result), flush=True)
         return
     results = []
     for variant, batch in PLAN:
         command = [sys.executable, __file__, "--variant", variant, "--batch", str(batch)]
-        command += ["--steps", str(args.steps)]
+        command += ["--steps", str(args.steps), "--optimizer", args.optimizer]
         result = guarded_run(command, args.timeout)
         result.update(variant=variant, batch=batch)
         results.append(result)
@@ -149,7 +166,7 @@ def main() -> None:
     (out / "deepface_e2e.json").write_text(json.dumps(results, indent=1))
     from zoo import machine
 
-    lines = [f"Machine: {machine.describe()}.", ""]
+    lines = [f"Machine: {machine.describe()}.", f"Optimizer: {args.optimizer}.", ""]
     lines.append("| variant | batch | images/s | step ms | peak RSS GiB | build+first step s |")
     lines.append("|---|---|---|---|---|---|")
     for r in results:

@@ -57,7 +57,7 @@ def test_deepface_selects_faces_and_its_recipe():
 def test_the_paper_recipe_stays_selectable():
     cfg = _compose("experiment=deepface_paper")
     assert cfg.model.name == "deepface" and cfg.data.name == "orl_faces"
-    assert cfg.optimizer._target_ == "keras.optimizers.SGD"
+    assert cfg.optimizer._target_ == "zoo.training.optimizers.SGD"
     assert cfg.optimizer.learning_rate == 0.01 and cfg.optimizer.momentum == 0.9
     assert cfg.get("schedule") is None and cfg.data.augment is None
     assert cfg.trainer.label_smoothing == 0.0 and cfg.trainer.callbacks.reduce_lr.min_lr == 1e-4

@@ -1,4 +1,5 @@
-"""The fused AdamW against `keras.optimizers.AdamW`, the reference it must equal."""
+"""The fused AdamW and SGD against `keras.optimizers.AdamW` and `SGD`, the references they
+must equal."""
 
 import keras
 import numpy as np
@@ -42,6 +43,28 @@ def test_fused_adamw_equals_keras_adamw(kwargs):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"learning_rate": 1e-2, "momentum": 0.9},
+        {"learning_rate": 1e-2, "momentum": 0.8, "nesterov": True},
+        {"learning_rate": 5e-2},  # no momentum slot: plain gradient descent
+        {
+            "learning_rate": keras.optimizers.schedules.CosineDecay(1e-2, decay_steps=4),
+            "momentum": 0.9,
+            "weight_decay": 0.01,  # Keras's own decoupled decay, before the fused step
+        },
+    ],
+    ids=["momentum", "nesterov", "plain", "schedule-decay"],
+)
+def test_fused_sgd_equals_keras_sgd(kwargs):
+    expected, _ = _run(keras.optimizers.SGD, **kwargs)
+    fused, optimizer = _run(optimizers.SGD, **kwargs)
+    assert int(optimizer.iterations) == 6
+    for want, got in zip(expected, fused, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
 def test_excluded_variables_are_not_decayed():
     def run(cls):
         variables = [keras.Variable(np.ones(3, "float32"), name=n) for n in ("kernel", "bias")]
@@ -58,7 +81,17 @@ def test_excluded_variables_are_not_decayed():
         np.testing.assert_allclose(got, want, rtol=1e-7)
 
 
-def test_a_model_trained_and_saved_with_it_resumes_identically(tmp_path):
+@pytest.mark.parametrize(
+    ("reference_class", "fused_class", "kwargs"),
+    [
+        (keras.optimizers.AdamW, optimizers.AdamW, {}),
+        (keras.optimizers.SGD, optimizers.SGD, {"momentum": 0.9}),
+    ],
+    ids=["adamw", "sgd"],
+)
+def test_a_model_trained_and_saved_with_it_resumes_identically(
+    tmp_path, reference_class, fused_class, kwargs
+):
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 3, 64)
 
@@ -66,15 +99,17 @@ def test_a_model_trained_and_saved_with_it_resumes_identically(tmp_path):
         keras.utils.set_random_seed(0)
         inputs = keras.Input((8,))
         net = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(16)(inputs)))
-        net.compile(optimizer=cls(learning_rate=1e-2), loss="sparse_categorical_crossentropy")
+        net.compile(
+            optimizer=cls(learning_rate=1e-2, **kwargs), loss="sparse_categorical_crossentropy"
+        )
         return net
 
-    reference, fused = model(keras.optimizers.AdamW), model(optimizers.AdamW)
+    reference, fused = model(reference_class), model(fused_class)
     for net in (reference, fused):
         net.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     fused.save(tmp_path / "fused.keras")
     loaded = keras.saving.load_model(tmp_path / "fused.keras")
-    assert type(loaded.optimizer) is optimizers.AdamW
+    assert type(loaded.optimizer) is fused_class
     for net in (reference, loaded):
         net.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
     for want, got in zip(reference.get_weights(), loaded.get_weights(), strict=True):

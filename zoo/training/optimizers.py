@@ -1,16 +1,20 @@
-"""`keras.optimizers.AdamW` with its TensorFlow update fused into one kernel per variable.
+"""`keras.optimizers.AdamW` and `SGD` with their TensorFlow update fused into one kernel per
+variable.
 
 Keras's AdamW updates each variable with about a dozen element-wise ops (the decay, the two
-moment updates, the step), each a full pass over the variable, its gradient or its two
-slots, most of them writing a temporary as large as the variable. For DeepFace's 103M
-parameters that memory traffic is a fifth of a CPU training step (`bench/optimizer.py`).
-On the TensorFlow backend this subclass runs the same arithmetic in TensorFlow's fused
-training kernels, each one multithreaded pass:
+moment updates, the step), SGD with momentum with five, each a full pass over the variable,
+its gradient or its slots, most of them writing a temporary as large as the variable. For
+DeepFace's 103M parameters that memory traffic is a fifth of a CPU training step
+(`bench/optimizer.py`). On the TensorFlow backend these subclasses run the same arithmetic in
+TensorFlow's fused training kernels, each one multithreaded pass:
 
 - the decoupled weight decay, `variable -= learning_rate * weight_decay * variable`, as
-  `ResourceApplyGradientDescent` with the variable as its own delta;
+  `ResourceApplyGradientDescent` with the variable as its own delta (AdamW);
 - Adam's moments and step as `ResourceApplyAdam`, whose formula is Keras's own
-  (`alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)`, epsilon added after the square root).
+  (`alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)`, epsilon added after the square root);
+- SGD's momentum and step as `ResourceApplyKerasMomentum` (`m = momentum * m - lr * g`, then
+  `variable += m`, or `momentum * m - lr * g` with Nesterov: Keras's formula), and plain SGD
+  as `ResourceApplyGradientDescent`.
 
 Everything else (schedules, clipping, `exclude_from_weight_decay`, EMA, saving) is Keras's.
 Other backends, `amsgrad`, sparse gradients and `tf.distribute` strategies take Keras's own
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import keras
 
-__all__ = ["AdamW"]
+__all__ = ["SGD", "AdamW"]
 
 
 def _tensorflow():
@@ -31,6 +35,51 @@ def _tensorflow():
     import tensorflow as tf
 
     return None if tf.distribute.has_strategy() else tf
+
+
+def _fused(gradient, variable):
+    """TensorFlow, where a fused kernel can update `variable` with this dense gradient."""
+    tf = _tensorflow()
+    if tf is None or isinstance(gradient, tf.IndexedSlices) or not hasattr(variable, "handle"):
+        return None
+    return tf
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class SGD(keras.optimizers.SGD):
+    """`keras.optimizers.SGD` (same arguments, same results to float rounding), fused on
+    TensorFlow.
+
+    Example:
+        >>> import keras
+        >>> from zoo.training.optimizers import SGD
+        >>> variable = keras.Variable([1.0, -2.0])
+        >>> optimizer = SGD(learning_rate=0.1, momentum=0.9)
+        >>> for _ in range(2):
+        ...     _ = optimizer.apply_gradients([(keras.ops.ones(2), variable)])
+        >>> [round(float(v), 4) for v in variable.numpy()]
+        [0.71, -2.29]
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        tf = _fused(gradient, variable)
+        if tf is None:
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        learning_rate, gradient = tf.cast(learning_rate, dtype), tf.cast(gradient, dtype)
+        if self.momentum == 0:
+            tf.raw_ops.ResourceApplyGradientDescent(
+                var=variable.handle, alpha=learning_rate, delta=gradient
+            )
+            return
+        tf.raw_ops.ResourceApplyKerasMomentum(
+            var=variable.handle,
+            accum=self.momentums[self._get_variable_index(variable)].value.handle,
+            lr=learning_rate,
+            grad=gradient,
+            momentum=tf.cast(self.momentum, dtype),
+            use_nesterov=self.nesterov,
+        )
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -48,16 +97,8 @@ class AdamW(keras.optimizers.AdamW):
         [0.85, -2.0]
     """
 
-    def _fused(self, gradient, variable):
-        tf = _tensorflow()
-        if tf is None or self.amsgrad or isinstance(gradient, tf.IndexedSlices):
-            return None
-        if not hasattr(variable, "handle"):
-            return None
-        return tf
-
     def update_step(self, gradient, variable, learning_rate):
-        tf = self._fused(gradient, variable)
+        tf = None if self.amsgrad else _fused(gradient, variable)
         if tf is None:
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
