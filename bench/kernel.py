@@ -7,6 +7,9 @@ gradient, input gradient): min and median ms, GFLOP/s at the min, the ratio of t
 and the largest difference between the two results.
 
     python bench/kernel.py --baseline 7b4b6c8 --cases L4_b32,L5_b32,L6_b32,1d_b32 --rounds 9
+    python bench/kernel.py --baseline 7b4b6c8 --march haswell   # both built for AVX2 + FMA
+
+`--march` replaces `-march=native`, so an AVX-512 machine can also time the AVX2 build.
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ from zoo.layers import fused  # noqa: E402
 PASSES = ("zoo_lc_forward", "zoo_lc_kernel_gradient", "zoo_lc_input_gradient")
 
 
-def build(source: str, target: Path) -> ctypes.CDLL:
+def build(source: str, target: Path, march: str = "native") -> ctypes.CDLL:
     path = target.with_suffix(".cc")
     path.write_text(source)
     compiler = os.environ.get("CXX", "g++")
-    subprocess.run([compiler, *fused.FLAGS, str(path), "-o", str(target)], check=True)
+    flags = [f"-march={march}" if f == "-march=native" else f for f in fused.FLAGS]
+    subprocess.run([compiler, *flags, str(path), "-o", str(target)], check=True)
     library = ctypes.CDLL(str(target))
     for name in PASSES:
         getattr(library, name).argtypes = [ctypes.c_void_p] * 4
@@ -64,6 +68,7 @@ def main() -> None:
     parser.add_argument("--baseline", required=True, help="git revision of the other source")
     parser.add_argument("--cases", default="L4_b32")
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--march", default="native", help="GCC -march for both builds")
     parser.add_argument("--json", help="write the results here as well")
     args = parser.parse_args()
     relative = fused.SOURCE.relative_to(ROOT)
@@ -78,11 +83,11 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         libraries = {
-            "this": build(fused.SOURCE.read_text(), Path(scratch) / "this.so"),
-            args.baseline: build(old, Path(scratch) / "baseline.so"),
+            "this": build(fused.SOURCE.read_text(), Path(scratch) / "this.so", args.march),
+            args.baseline: build(old, Path(scratch) / "baseline.so", args.march),
         }
         rng = np.random.default_rng(0)
-        print(f"Machine: {machine.describe()}")
+        print(f"Machine: {machine.describe()}; built with -march={args.march}")
         for name in args.cases.split(","):
             case = by_name[name]
             if case.padding != "valid":
@@ -129,7 +134,12 @@ def main() -> None:
                     f"max diff {row['max_difference']:.1e} of {row['scale']:.1e}"
                 )
     if args.json:
-        record = {"machine": machine.describe(), "baseline": args.baseline, "rows": results}
+        record = {
+            "machine": machine.describe(),
+            "march": args.march,
+            "baseline": args.baseline,
+            "rows": results,
+        }
         Path(args.json).write_text(json.dumps(record, indent=1))
 
 
