@@ -190,7 +190,13 @@ class OptunaSweeper(Sweeper):
         import optuna
 
         if result.status != JobStatus.COMPLETED:
-            log.warning("Trial %d failed: %s", trial.number, result._return_value)
+            error = result._return_value  # the job's exception: its traceback goes to the log
+            log.warning(
+                "Trial %d failed: %s",
+                trial.number,
+                error,
+                exc_info=error if isinstance(error, BaseException) else None,
+            )
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
         value = result.return_value

@@ -62,3 +62,24 @@ def test_sweep_and_launcher_configs_compose(launcher):
         assert cfg.hydra.launcher.gpus_per_task == 1
         assert cfg.hydra.launcher.max_num_timeout == 5
         assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+
+
+def test_a_failed_trial_is_recorded_with_its_traceback_in_the_log(caplog):
+    import optuna
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from hydra_plugins.zoo_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+    study = optuna.create_study()
+    trial = study.ask()
+    try:
+        raise ConnectionError("tracking server went away")
+    except ConnectionError as err:
+        error = err
+    failed = JobReturn(status=JobStatus.FAILED, _return_value=error)
+    with caplog.at_level("WARNING"):
+        OptunaSweeper._tell(study, trial, failed)
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    (record,) = [r for r in caplog.records if "Trial 0 failed" in r.getMessage()]
+    assert "tracking server went away" in record.getMessage()
+    assert record.exc_info is not None and "raise ConnectionError" in caplog.text

@@ -108,12 +108,18 @@ def _restart_once_a_trial_runs(server, experiment: str, restarted: threading.Eve
         threading.Event().wait(0.5)
 
 
-def _trial_log(run, server) -> str:
-    """What a trial that did not finish printed, and the server's last lines, for the report."""
+def _trial_log(run, server, sweep_output: str) -> str:
+    """What a trial that did not finish printed, the sweep's last lines (where a trial's error
+    is reported), and the server's last lines."""
     log = Path(run.data.tags.get("zoo.output_dir", "")) / "train.log"
     own = log.read_text()[-3000:] if log.is_file() else f"(no {log})"
     served = server.directory / "mlflow-server.log"
-    return f"{own}\n--- server ---\n{served.read_text()[-1500:] if served.is_file() else ''}"
+    return (
+        f"{own}\n--- sweep ---\n"
+        + sweep_output[-3000:]
+        + "\n--- server ---\n"
+        + (served.read_text()[-1500:] if served.is_file() else "")
+    )
 
 
 def test_optuna_sweep_of_parallel_jobs_survives_a_server_restart(server, monkeypatch, tmp_path):
@@ -159,7 +165,7 @@ def test_optuna_sweep_of_parallel_jobs_survives_a_server_restart(server, monkeyp
     assert sorted(int(run.data.tags["trial"]) for run in trials) == list(range(TRIALS))
     best = {}
     for run in trials:
-        assert run.info.status == "FINISHED", _trial_log(run, server)
+        assert run.info.status == "FINISHED", _trial_log(run, server, result.stdout + result.stderr)
         for name in ("loss", "val_loss", "val_accuracy", "learning_rate"):
             steps = [m.step for m in client.get_metric_history(run.info.run_id, name)]
             assert steps == list(range(EPOCHS)), (name, steps)
