@@ -5,11 +5,12 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pytest
 from omegaconf import OmegaConf
 from sklearn.datasets import load_digits
 
 from zoo.data import load_raw
-from zoo.tracking import log_datasets
+from zoo.tracking import datasets, log_datasets
 
 DIGITS = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "data" / "digits.yaml")
 
@@ -57,3 +58,58 @@ def test_digests_follow_the_examples_not_the_process(trained, tracking_uri):
     assert digests[0] == trained_digests  # the same split, recomputed in another process
     for name in trained_digests:
         assert digests[1][name] != digests[0][name], name  # another seed, another split
+
+
+# What MLflow's REST client raises when two runs insert one dataset at once (the messages the
+# servers sent in a reproduction: SQLite's, and PostgreSQL's for the same primary key).
+SQLITE_RACE = (
+    "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, "
+    "datasets.name, datasets.digest"
+)
+POSTGRES_RACE = (
+    '(psycopg2.errors.UniqueViolation) duplicate key value violates unique constraint "dataset_pk"'
+)
+
+
+def _rest_error(code: str, message: str) -> Exception:
+    return mlflow.exceptions.RestException({"error_code": code, "message": message})
+
+
+def test_the_concurrent_dataset_insert_is_recognised_and_nothing_else():
+    assert datasets.lost_dataset_race(_rest_error("BAD_REQUEST", SQLITE_RACE))
+    assert datasets.lost_dataset_race(_rest_error("BAD_REQUEST", POSTGRES_RACE))
+    unrelated = [
+        _rest_error("BAD_REQUEST", "Invalid value for parameter 'context'"),
+        _rest_error("BAD_REQUEST", "UNIQUE constraint failed: experiments.name"),
+        _rest_error("RESOURCE_DOES_NOT_EXIST", SQLITE_RACE),
+        ValueError(SQLITE_RACE),
+    ]
+    assert not any(datasets.lost_dataset_race(err) for err in unrelated)
+
+
+def test_a_lost_race_is_retried_and_other_errors_are_not():
+    calls = []
+
+    def loses_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise _rest_error("BAD_REQUEST", SQLITE_RACE)
+        return "linked"
+
+    assert datasets.retry_lost_race(loses_once) == "linked" and len(calls) == 2
+
+    def always(error):
+        def call():
+            calls.append(1)
+            raise error
+
+        return call
+
+    calls.clear()
+    with pytest.raises(mlflow.exceptions.RestException, match="UNIQUE constraint"):
+        datasets.retry_lost_race(always(_rest_error("BAD_REQUEST", SQLITE_RACE)), attempts=3)
+    assert len(calls) == 3  # gives up after its attempts
+    calls.clear()
+    with pytest.raises(mlflow.exceptions.RestException, match="parameter"):
+        datasets.retry_lost_race(always(_rest_error("BAD_REQUEST", "Invalid parameter")))
+    assert len(calls) == 1  # anything else at once

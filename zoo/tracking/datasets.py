@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 from mlflow.data.dataset import Dataset
 from mlflow.data.dataset_source import DatasetSource
+from mlflow.exceptions import MlflowException
 
 from zoo.data.spec import RawSplits
 
@@ -112,6 +114,40 @@ def split_summary(split: tf.data.Dataset) -> dict[str, Any]:
     }
 
 
+log = logging.getLogger(__name__)
+
+# MLflow's SQL store logs a dataset by looking it up, then inserting it if it was absent, with
+# nothing to catch a concurrent insert: two runs of one experiment logging the same split at
+# the same moment (the trials of a parallel sweep) can make one fail with BAD_REQUEST,
+# "UNIQUE constraint failed: datasets..." (SQLite) or "duplicate key value violates unique
+# constraint "dataset_pk"" (PostgreSQL), and the run with it. Reproduced with 8 processes
+# logging one dataset at once through a 4-worker server: 1 failure in 48 calls. The loser's
+# second try finds the winner's dataset and links it to its run.
+_RACE_ATTEMPTS = 3
+
+
+def lost_dataset_race(error: Exception) -> bool:
+    """Whether `error` is the store's concurrent-insert failure described above."""
+    text = str(error)
+    return (
+        isinstance(error, MlflowException)
+        and error.error_code == "BAD_REQUEST"
+        and ("datasets" in text or "dataset_pk" in text)
+        and ("UNIQUE constraint failed" in text or "duplicate key value" in text)
+    )
+
+
+def retry_lost_race(call: Callable[[], Any], attempts: int = _RACE_ATTEMPTS) -> Any:
+    """`call()`, tried again (up to `attempts` in all) while it loses the dataset race."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except MlflowException as err:
+            if attempt == attempts or not lost_dataset_race(err):
+                raise
+            log.info("Another run logged the same dataset at the same moment; linking it")
+
+
 def log_datasets(raw: RawSplits, source_cfg: Mapping[str, Any], seed: int) -> None:
     """Log the train, validation and test splits of `raw` as inputs of the active run."""
     source = ZooDataSource(describe_source(source_cfg))
@@ -120,4 +156,4 @@ def log_datasets(raw: RawSplits, source_cfg: Mapping[str, Any], seed: int) -> No
         digest = profile.pop("digest")
         profile["split_seed"] = seed
         dataset = SplitDataset(source, f"{raw.name}-{split}", digest, profile)
-        mlflow.log_input(dataset, context=context)
+        retry_lost_race(lambda d=dataset, c=context: mlflow.log_input(d, context=c))
