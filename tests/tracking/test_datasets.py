@@ -68,6 +68,7 @@ SQLITE_RACE = (
 )
 POSTGRES_RACE = (
     '(psycopg2.errors.UniqueViolation) duplicate key value violates unique constraint "dataset_pk"'
+    "\nDETAIL:  Key (experiment_id, name, digest)=(2, digits-train, 9c0d85ae2e) already exists."
 )
 
 

@@ -22,44 +22,50 @@ def _run(optimizer_class, steps=6, **kwargs):
     return [v.numpy() for v in variables], optimizer
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"learning_rate": 1e-2, "weight_decay": 0.05},
-        {"learning_rate": 3e-3, "weight_decay": 0.0, "beta_1": 0.8, "epsilon": 1e-4},
-        {
-            "learning_rate": keras.optimizers.schedules.CosineDecay(1e-2, decay_steps=4),
-            "weight_decay": 0.1,
-        },
-        {"learning_rate": 1e-2, "weight_decay": 0.05, "amsgrad": True},  # Keras's own update
-    ],
-    ids=["decay", "no-decay-other-betas", "schedule", "amsgrad"],
-)
-def test_fused_adamw_equals_keras_adamw(kwargs):
-    expected, _ = _run(keras.optimizers.AdamW, **kwargs)
-    fused, optimizer = _run(optimizers.AdamW, **kwargs)
-    assert int(optimizer.iterations) == 6
-    for want, got in zip(expected, fused, strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+ADAMW = (keras.optimizers.AdamW, optimizers.AdamW)
+SGD = (keras.optimizers.SGD, optimizers.SGD)
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("classes", "kwargs"),
     [
-        {"learning_rate": 1e-2, "momentum": 0.9},
-        {"learning_rate": 1e-2, "momentum": 0.8, "nesterov": True},
-        {"learning_rate": 5e-2},  # no momentum slot: plain gradient descent
-        {
-            "learning_rate": keras.optimizers.schedules.CosineDecay(1e-2, decay_steps=4),
-            "momentum": 0.9,
-            "weight_decay": 0.01,  # Keras's own decoupled decay, before the fused step
-        },
+        (ADAMW, {"learning_rate": 1e-2, "weight_decay": 0.05}),
+        (ADAMW, {"learning_rate": 3e-3, "weight_decay": 0.0, "beta_1": 0.8, "epsilon": 1e-4}),
+        (
+            ADAMW,
+            {
+                "learning_rate": keras.optimizers.schedules.CosineDecay(1e-2, decay_steps=4),
+                "weight_decay": 0.1,
+            },
+        ),
+        (ADAMW, {"learning_rate": 1e-2, "weight_decay": 0.05, "amsgrad": True}),  # Keras's own
+        (SGD, {"learning_rate": 1e-2, "momentum": 0.9}),
+        (SGD, {"learning_rate": 1e-2, "momentum": 0.8, "nesterov": True}),
+        (SGD, {"learning_rate": 5e-2}),  # no momentum slot: plain gradient descent
+        (
+            SGD,
+            {
+                "learning_rate": keras.optimizers.schedules.CosineDecay(1e-2, decay_steps=4),
+                "momentum": 0.9,
+                "weight_decay": 0.01,  # Keras's own decoupled decay, before the fused step
+            },
+        ),
     ],
-    ids=["momentum", "nesterov", "plain", "schedule-decay"],
+    ids=[
+        "adamw-decay",
+        "adamw-no-decay-other-betas",
+        "adamw-schedule",
+        "adamw-amsgrad",
+        "sgd-momentum",
+        "sgd-nesterov",
+        "sgd-plain",
+        "sgd-schedule-decay",
+    ],
 )
-def test_fused_sgd_equals_keras_sgd(kwargs):
-    expected, _ = _run(keras.optimizers.SGD, **kwargs)
-    fused, optimizer = _run(optimizers.SGD, **kwargs)
+def test_fused_optimizer_equals_keras_own(classes, kwargs):
+    reference, fused_class = classes
+    expected, _ = _run(reference, **kwargs)
+    fused, optimizer = _run(fused_class, **kwargs)
     assert int(optimizer.iterations) == 6
     for want, got in zip(expected, fused, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
@@ -83,10 +89,7 @@ def test_excluded_variables_are_not_decayed():
 
 @pytest.mark.parametrize(
     ("reference_class", "fused_class", "kwargs"),
-    [
-        (keras.optimizers.AdamW, optimizers.AdamW, {}),
-        (keras.optimizers.SGD, optimizers.SGD, {"momentum": 0.9}),
-    ],
+    [(*ADAMW, {}), (*SGD, {"momentum": 0.9})],
     ids=["adamw", "sgd"],
 )
 def test_a_model_trained_and_saved_with_it_resumes_identically(
