@@ -26,6 +26,8 @@ from mlflow.exceptions import MlflowException
 
 from zoo.data.spec import RawSplits
 
+log = logging.getLogger(__name__)
+
 CONTEXTS = {"train": "training", "validation": "validation", "test": "testing"}
 PATH_ARGUMENTS = ("path", "root", "directory")
 
@@ -113,8 +115,6 @@ def split_summary(split: tf.data.Dataset) -> dict[str, Any]:
         "num_classes": len(np.unique(labels)),
     }
 
-
-log = logging.getLogger(__name__)
 
 # MLflow's SQL store logs a dataset by looking it up, then inserting it if it was absent, with
 # nothing to catch a concurrent insert: two runs of one experiment logging the same split at
