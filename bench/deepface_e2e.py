@@ -75,13 +75,13 @@ def build(variant: str):
 
 
 def make_optimizer(k, name: str):
-    if k.__name__ == "tf_keras":
-        return k.optimizers.SGD(0.01, momentum=0.9)
-    from zoo.training import optimizers
+    """The fused optimizer `name` with bench/optimizer.py's settings (the recipes')."""
+    from optimizer import FAMILIES
 
-    if name == "sgd":
-        return optimizers.SGD(0.01, momentum=0.9)
-    return optimizers.AdamW(3e-4, weight_decay=0.05)
+    _, fused_class, kwargs = FAMILIES[name]
+    if k.__name__ == "tf_keras":  # Keras 2: its own SGD with the paper's settings
+        return k.optimizers.SGD(**FAMILIES["sgd"][2])
+    return fused_class(**kwargs)
 
 
 def child(variant: str, batch: int, steps: int, jit_compile: str, optimizer: str) -> dict:
