@@ -1,6 +1,8 @@
 """A logged model loads in a fresh process with no zoo import, and says what it needs."""
 
 import importlib.metadata
+import os
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -12,18 +14,39 @@ from zoo.tracking import load_keras_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
-FRESH_PROCESS = """
+WITHOUT_ZOO = """
 import sys
 import mlflow
 import numpy as np
 
 batch, out, *uris = sys.argv[1:]
-assert not any(name.split(".")[0] == "zoo" for name in sys.modules)
+try:
+    import zoo
+except ModuleNotFoundError:
+    pass
+else:
+    raise SystemExit(f"zoo is importable here, from {zoo.__file__}")
 for index, uri in enumerate(uris):
     model = mlflow.pyfunc.load_model(uri)
     np.save(f"{out}{index}.npy", model.predict(np.load(batch)))
     print(uri, "layer", type(model.get_raw_model().get_layer("local")).__name__)
 print("zoo from", sys.modules["zoo"].__file__)
+"""
+
+WITH_ZOO_INSTALLED = """
+import sys
+import keras
+import mlflow
+import numpy as np
+
+batch, out, *uris = sys.argv[1:]
+for index, uri in enumerate(uris):
+    model = mlflow.keras.load_model(uri)
+    np.save(f"{out}{index}.npy", model.predict(np.load(batch), verbose=0))
+    layer = model.get_layer("local")
+    print(uri, "layer", type(layer).__module__, type(layer).__name__)
+local = mlflow.artifacts.download_artifacts(uris[0])
+print("keras.saving", type(keras.saving.load_model(f"{local}/data/model.keras")).__name__)
 """
 
 
@@ -33,25 +56,52 @@ def _batch(tmp_path, count=5):
     return batch
 
 
-def test_pyfunc_loads_in_a_fresh_process_without_importing_zoo(trained, tracking_uri, tmp_path):
-    batch = _batch(tmp_path)
-    expected = load_keras_model(trained.model_uri).predict(batch, verbose=0)
-    uris = (trained.model_uri, trained.registered_uri)
-    command = [sys.executable, "-c", FRESH_PROCESS, tmp_path / "batch.npy", tmp_path / "p", *uris]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+def _run_fresh(script, tmp_path, uris, *python_flags, env=None):
+    command = [sys.executable, *python_flags, "-c", script, tmp_path / "batch.npy", tmp_path / "p"]
+    result = subprocess.run(
+        [*command, *uris], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def _assert_predictions(tmp_path, uris, expected):
     for index, uri in enumerate(uris):
-        assert f"{uri} layer LocallyConnected2D" in result.stdout
         np.testing.assert_allclose(
             np.load(tmp_path / f"p{index}.npy"), expected, rtol=1e-6, atol=1e-7, err_msg=uri
         )
+
+
+def test_keras_flavour_loads_in_a_fresh_process_with_no_zoo_import(trained, tracking_uri, tmp_path):
+    """Wherever zoo is installed, Keras knows its layers (zoo/autoload.py): no import needed."""
+    batch = _batch(tmp_path)
+    expected = load_keras_model(trained.model_uri).predict(batch, verbose=0)
+    uris = (trained.model_uri, trained.registered_uri)
+    stdout = _run_fresh(WITH_ZOO_INSTALLED, tmp_path, uris)
+    for uri in uris:
+        assert f"{uri} layer zoo.layers.locally_connected LocallyConnected2D" in stdout, stdout
+    assert "keras.saving Functional" in stdout, stdout
+    _assert_predictions(tmp_path, uris, expected)
+
+
+def test_pyfunc_loads_where_zoo_is_not_installed(trained, tracking_uri, tmp_path):
+    """The model's own code/ folder is enough: `python -S` with only site-packages on the
+    path sees none of the .pth files (neither the editable checkout nor zoo-autoload.pth)."""
+    batch = _batch(tmp_path)
+    expected = load_keras_model(trained.model_uri).predict(batch, verbose=0)
+    uris = (trained.model_uri, trained.registered_uri)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(site.getsitepackages())}
+    stdout = _run_fresh(WITHOUT_ZOO, tmp_path, uris, "-S", env=env)
+    for uri in uris:
+        assert f"{uri} layer LocallyConnected2D" in stdout
     # zoo came with the model (its code/ folder), not from this checkout or site-packages
-    assert "/code/zoo/__init__.py" in result.stdout, result.stdout
+    assert "/code/zoo/__init__.py" in stdout, stdout
+    _assert_predictions(tmp_path, uris, expected)
 
 
 def test_keras_flavour_is_the_same_model(trained, tracking_uri, tmp_path):
     batch = _batch(tmp_path)
-    keras_model = mlflow.keras.load_model(trained.model_uri)  # zoo.layers is imported here
+    keras_model = mlflow.keras.load_model(trained.model_uri)
     pyfunc_model = mlflow.pyfunc.load_model(trained.model_uri)
     np.testing.assert_allclose(
         pyfunc_model.predict(batch), keras_model.predict(batch, verbose=0), rtol=1e-6

@@ -4,16 +4,16 @@ Why a `python_function` loader of our own, shipped inside the model (`code/zoo`)
 MLflow 3's Keras flavour loads `data/model.keras` with `keras.saving.load_model` and
 nothing else — its `log_model` takes no `code_paths` and its loader imports no user
 code — and Keras, meeting a class it does not know, only imports modules of its own
-packages (keras, keras_hub, keras_cv, keras_nlp). A model holding
-`zoo.layers.LocallyConnected2D` therefore deserialises only after `zoo.layers` has been
-imported. So the logged model keeps MLflow's `keras` flavour unchanged (the same files:
-`mlflow.keras.load_model` works in any process that imported `zoo.layers`), and its
-`python_function` flavour names this module as its loader, with a copy of the `zoo`
-package in the model's `code/` folder (MLflow's `code` mechanism):
-`mlflow.pyfunc.load_model`, `mlflow models serve` and `spark_udf` put `code/` on
-`sys.path`, import this module — which registers the layers — and load the Keras model,
-in a fresh process, whether or not zoo is installed. `get_raw_model()` of the loaded
-pyfunc model is the Keras model itself.
+packages (keras, keras_hub, keras_cv, keras_nlp). Two mechanisms cover the two cases:
+
+- where zoo is installed, `zoo-autoload.pth` registers the layers whenever Keras is
+  imported (`zoo.autoload`), so MLflow's `keras` flavour, kept unchanged, loads the model
+  in any fresh process;
+- where it is not, the model's `python_function` flavour names this module as its loader,
+  with a copy of the `zoo` package in the model's `code/` folder (MLflow's `code`
+  mechanism): `mlflow.pyfunc.load_model`, `mlflow models serve` and `spark_udf` put
+  `code/` on `sys.path`, import this module — which registers the layers — and load the
+  Keras model. `get_raw_model()` of the loaded pyfunc model is the Keras model itself.
 
 The copy is also how the model declares zoo as a requirement: the `zoo` on PyPI is an
 unrelated project, so a `zoo==<version>` pin would install the wrong package. The pip
@@ -38,7 +38,7 @@ from mlflow.models.model import MLMODEL_FILE_NAME
 from packaging.requirements import Requirement
 
 import zoo
-import zoo.layers  # registers LocallyConnected1D/2D with Keras, for both loaders
+import zoo.layers  # registers LocallyConnected1D/2D with Keras (the code/ copy has no .pth)
 
 ARTIFACT_PATH = "model"
 CODE_DIR = "code"
@@ -70,7 +70,7 @@ def save_model(
     shutil.copytree(
         Path(zoo.__file__).parent,
         Path(path, CODE_DIR, "zoo"),
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pth"),
     )
     python_function = mlflow_model.flavors[mlflow.pyfunc.FLAVOR_NAME]
     python_function.update(loader_module=__name__, code=CODE_DIR)
