@@ -1,4 +1,13 @@
-"""Deterministic, stratified train / validation / test splits of in-memory ``Examples``."""
+"""Deterministic, stratified train / validation / test splits of in-memory ``Examples``.
+
+Why not ``sklearn.model_selection`` (``StratifiedShuffleSplit``, ``GroupShuffleSplit``):
+it splits two ways, so three splits take two draws whose fractions compound, and it
+allocates the test size over the whole set rather than per class, so it refuses a test
+split smaller than the number of classes (40 images of 10 classes, ``test=0.1``:
+"The test_size = 4 should be greater or equal to the number of classes = 10"), where this
+module gives every class one test and one validation example. Its draws also come from
+another generator, so every published split (``split.seed`` in ``results/``) would change.
+"""
 
 from __future__ import annotations
 
