@@ -83,3 +83,13 @@ def test_a_zoo_that_cannot_register_warns_and_keeps_keras(monkeypatch):
     with pytest.warns(RuntimeWarning, match=r"zoo\.no_such_module.*import zoo\.no_such_module"):
         autoload._register(finder)
     assert finder not in sys.meta_path
+
+
+def test_installed_after_keras_it_registers_at_once_and_warns_on_failure(monkeypatch):
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    autoload.install()  # keras is already imported in this process: nothing to wait for
+    assert not any(isinstance(f, autoload._AfterKeras) for f in sys.meta_path)
+    assert keras.saving.get_registered_object("zoo>LocallyConnected2D") is LocallyConnected2D
+    monkeypatch.setattr(autoload, "REGISTERS", "zoo.no_such_module")
+    with pytest.warns(RuntimeWarning, match=r"zoo\.no_such_module"):
+        autoload.install()

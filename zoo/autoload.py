@@ -59,8 +59,8 @@ def _spec_from_the_other_finders(finder, name, path, target):
     return None
 
 
-def _register(finder: _AfterKeras) -> None:
-    if finder in sys.meta_path:
+def _register(finder: _AfterKeras | None) -> None:
+    if finder is not None and finder in sys.meta_path:
         sys.meta_path.remove(finder)
     try:
         importlib.import_module(REGISTERS)
@@ -79,7 +79,7 @@ def install() -> None:
     if os.environ.get("ZOO_AUTOLOAD", "1") == "0":
         return
     if WATCHED in sys.modules:  # Keras came first (install() called late): register now
-        importlib.import_module(REGISTERS)
+        _register(None)
         return
     if not any(isinstance(finder, _AfterKeras) for finder in sys.meta_path):
         sys.meta_path.insert(0, _AfterKeras())
