@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,9 @@ PASSES = ("zoo_lc_forward", "zoo_lc_kernel_gradient", "zoo_lc_input_gradient")
 def build(source: str, target: Path, march: str = "native") -> ctypes.CDLL:
     path = target.with_suffix(".cc")
     path.write_text(source)
-    compiler = os.environ.get("CXX", "g++")
+    name, compiler = machine.compiler()
+    if compiler is None:
+        sys.exit(f"bench/kernel.py needs a C++ compiler: {name!r} is not on PATH (set $CXX)")
     flags = [f"-march={march}" if f == "-march=native" else f for f in fused.FLAGS]
     subprocess.run([compiler, *flags, str(path), "-o", str(target)], check=True)
     library = ctypes.CDLL(str(target))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,9 +31,9 @@ FLAGS = ("-O3", "-ffp-contract=fast", "-fopenmp")
 
 
 def build(march: str, folder: Path) -> Path:
-    compiler = os.environ.get("CXX", "g++")
-    if shutil.which(compiler) is None:
-        sys.exit(f"bench/limits.py needs a C++ compiler: {compiler!r} is not on PATH (set $CXX)")
+    name, compiler = machine.compiler()
+    if compiler is None:
+        sys.exit(f"bench/limits.py needs a C++ compiler: {name!r} is not on PATH (set $CXX)")
     binary = folder / "limits"
     subprocess.run(
         [compiler, *FLAGS, f"-march={march}", str(SOURCE), "-o", str(binary)], check=True

@@ -1,9 +1,11 @@
-"""The machine a timing belongs to: CPU model, cores, the vector extensions kernels use."""
+"""The machine a timing belongs to: CPU model, cores, the vector extensions kernels use, and
+the C++ compiler that builds them."""
 
 from __future__ import annotations
 
 import os
 import platform
+import shutil
 from pathlib import Path
 
 VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
@@ -28,3 +30,9 @@ def describe() -> str:
     model, vector = cpu()
     onednn = {"0": "off", "1": "on"}.get(os.environ.get("TF_ENABLE_ONEDNN_OPTS", ""), "default")
     return f"{model}, {os.cpu_count()} cores, {' '.join(vector) or 'no AVX2'}, oneDNN {onednn}"
+
+
+def compiler() -> tuple[str, str | None]:
+    """The C++ compiler's name (`$CXX`, default `g++`) and its path on PATH, or None."""
+    name = os.environ.get("CXX", "g++")
+    return name, shutil.which(name)

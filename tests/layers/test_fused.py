@@ -4,7 +4,6 @@ fallback when it cannot be built."""
 
 import logging
 import os
-import shutil
 
 import keras
 import numpy as np
@@ -20,6 +19,7 @@ from test_locally_connected import (
     reference_gradients,
 )
 
+from zoo import machine
 from zoo.layers import LocallyConnected1D, LocallyConnected2D, fused
 
 pytestmark = pytest.mark.skipif(
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.skipif(
 def kernel():
     """The compiled kernel. A machine without a C++ compiler skips these tests, except in
     CI, which installs g++ and must run them."""
-    if shutil.which(os.environ.get("CXX", "g++")) is None and not os.environ.get("CI"):
+    if machine.compiler()[1] is None and not os.environ.get("CI"):
         pytest.skip("no C++ compiler: the layer runs its stock ops (tested elsewhere)")
     assert fused.library() is not None, "the fused kernel failed to build; see the log"
 

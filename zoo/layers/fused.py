@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ import threading
 from pathlib import Path
 
 import numpy as np
+
+from zoo import machine
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +93,8 @@ def library() -> ctypes.CDLL | None:
     if os.environ.get("ZOO_FUSED_KERNEL", "1").strip().lower() in ("0", "false", "off"):
         log.info("Fused locally connected kernel off (ZOO_FUSED_KERNEL=0): stock ops.")
         return None
-    name = os.environ.get("CXX", "g++")
-    compiler = shutil.which(name)
-    if compiler is None:
+    name, path = machine.compiler()
+    if path is None:
         log.warning(
             "Fused locally connected kernel unavailable: no C++ compiler %r on PATH (install "
             "g++ or set CXX); the layers use their stock ops (slower on CPU).",
@@ -103,7 +103,7 @@ def library() -> ctypes.CDLL | None:
         return None
     try:
         version = subprocess.run(
-            [compiler, "--version"], capture_output=True, text=True, timeout=60
+            [path, "--version"], capture_output=True, text=True, timeout=60
         ).stdout
         key = hashlib.sha256(
             "\0".join([SOURCE.read_text(), version, " ".join(FLAGS), _cpu_signature()]).encode()
@@ -111,7 +111,7 @@ def library() -> ctypes.CDLL | None:
         target = cache_dir() / f"locally_connected-{key}.so"
         if not target.exists():
             log.info("Compiling the fused locally connected kernel into %s", target)
-            _compile(compiler, target)
+            _compile(path, target)
         lib = ctypes.CDLL(str(target))
     except (OSError, RuntimeError, subprocess.SubprocessError) as err:
         log.warning(
