@@ -10,8 +10,15 @@ median time, and min and median of the per-round ratios to Conv.
     python bench/ab.py --cases L4_b32,L6_b32 --impls conv,zoo --modes fwd,fwdbwd
     python bench/ab.py --cases L4_b32 --impls conv,zoo,stock   # fused kernel vs stock ops
 
-`--baseline REV` loads `zoo/layers/locally_connected.py` as it was at REV (`git show`) and
-times it as `zoo@REV`. Peak memory is per process, so it is measured by `run.py`, not here.
+`--baseline REV` loads the layer as it was at REV (`git show`: `zoo/layers/locally_connected.py`
+and, where REV has them, its fused kernel `zoo/layers/fused.py` with the C++ source, compiled
+into the usual cache) and times it as `zoo@REV`. Peak memory is per process, so it is
+measured by `run.py`, not here.
+
+`fwdbwd` returns the loss with the gradients: without it TensorFlow prunes the forward pass
+wherever the gradients do not need its outputs (no activation: Conv2D's and the layer's
+backward passes do not read `y`), and `fwdbwd` would time the backward pass alone. Of the
+gradients it returns one element each (see `step_functions`).
 """
 
 from __future__ import annotations
@@ -40,25 +47,47 @@ from cases import CASES, Case  # noqa: E402
 from zoo import machine  # noqa: E402
 
 LAYER_PATH = "zoo/layers/locally_connected.py"
+FUSED_PATH = "zoo/layers/fused.py"
+KERNEL_PATH = "zoo/layers/kernels/locally_connected.cc"
 
 
-def layer_module_at(revision: str):
-    """The layer module as it was at git `revision`, imported under a private name."""
-    source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{revision}:{LAYER_PATH}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    path = Path(tempfile.mkdtemp()) / f"locally_connected_{revision}.py"
-    path.write_text(source)
+def _at(revision: str, path: str) -> str | None:
+    """The text of `path` at git `revision`, or None where it did not exist."""
+    shown = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{revision}:{path}"], capture_output=True, text=True
+    )
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def _load(path: Path):
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def build_layer(case: Case, impl: str, baseline):
+def layer_module_at(revision: str):
+    """The layer module as it was at git `revision`, imported under a private name, with
+    the fused kernel module (and its C++ source) of that revision where it had one."""
+    source = _at(revision, LAYER_PATH)
+    if source is None:
+        raise SystemExit(f"{LAYER_PATH} does not exist at {revision}")
+    scratch = Path(tempfile.mkdtemp())
+    fused_source, kernel_source = _at(revision, FUSED_PATH), _at(revision, KERNEL_PATH)
+    fused = None
+    if fused_source is not None and kernel_source is not None:
+        (scratch / "kernels").mkdir()
+        (scratch / "kernels" / "locally_connected.cc").write_text(kernel_source)
+        (scratch / f"fused_{revision}.py").write_text(fused_source)
+        fused = _load(scratch / f"fused_{revision}.py")  # its SOURCE: the file beside it
+    (scratch / f"locally_connected_{revision}.py").write_text(source)
+    module = _load(scratch / f"locally_connected_{revision}.py")
+    if fused is not None:
+        module.fused = fused
+    return module
+
+
+def build_layer(case: Case, impl: str, baseline, activation: str | None = None):
     import keras
 
     if impl == "conv":
@@ -69,7 +98,9 @@ def build_layer(case: Case, impl: str, baseline):
         classes = (LocallyConnected1D, LocallyConnected2D)
     else:
         classes = (baseline.LocallyConnected1D, baseline.LocallyConnected2D)
-    layer = classes[case.rank - 1](case.filters, case.kernel, case.strides, case.padding)
+    layer = classes[case.rank - 1](
+        case.filters, case.kernel, case.strides, case.padding, activation=activation
+    )
     layer.build((None, *case.spatial, case.channels))
     return layer
 
@@ -93,7 +124,11 @@ def step_functions(layer, stock: bool = False) -> dict:
             tape.watch(x)
             loss = tf.reduce_sum(call(x))
         grads = tape.gradient(loss, [x, *layer.trainable_weights])
-        return [tf.reduce_sum(g) for g in grads]  # small results: no large copy is timed
+        # The loss keeps the forward pass (see the module docstring). Of each gradient one
+        # element: no large copy is timed, nor a pass over it that neither layer makes (a sum
+        # over the 251 MB kernel gradient of L4 took ~14 ms, a cost the Conv2D kernel
+        # gradient of 83 KB does not have).
+        return [loss, *(tf.reshape(g, [-1])[:1] for g in grads)]
 
     return {"fwd": forward, "fwdbwd": forward_backward}
 
@@ -104,10 +139,12 @@ def timed(fn, x) -> float:
     return time.perf_counter() - start
 
 
-def run_case(case: Case, impls: list[str], modes: list[str], rounds: int, baseline) -> dict:
+def run_case(
+    case: Case, impls: list[str], modes: list[str], rounds: int, baseline, activation=None
+) -> dict:
     x = tf.random.normal((case.batch, *case.spatial, case.channels), seed=0)
     functions = {
-        impl: step_functions(build_layer(case, impl, baseline), stock=impl == "stock")
+        impl: step_functions(build_layer(case, impl, baseline, activation), stock=impl == "stock")
         for impl in impls
     }
     for impl in impls:  # trace and warm up every function before the first timed round
@@ -143,6 +180,9 @@ def main() -> None:
     parser.add_argument("--baseline", help="git revision whose layer is timed as zoo@REV")
     parser.add_argument("--modes", default="fwd,fwdbwd")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--activation", help="every layer's activation (e.g. relu, as in DeepFace); default none"
+    )
     parser.add_argument("--json", help="write the results here as well")
     args = parser.parse_args()
     impls = args.impls.split(",")
@@ -159,9 +199,10 @@ def main() -> None:
     print(f"machine: {machine.describe()}; load average {os.getloadavg()[0]:.2f} at the start")
     report = {"machine": machine.describe(), "command": " ".join(sys.argv), "cases": {}}
     for name in args.cases.split(","):
-        result = run_case(CASES[name], impls, modes, args.rounds, baseline)
+        result = run_case(CASES[name], impls, modes, args.rounds, baseline, args.activation)
         report["cases"][name] = result
-        print(f"{name} ({CASES[name].describe()}), {args.rounds} interleaved rounds")
+        activation = f", activation {args.activation}" if args.activation else ""
+        print(f"{name} ({CASES[name].describe()}{activation}), {args.rounds} interleaved rounds")
         for key, r in result.items():
             print(
                 f"  {key:22s} min {r['min_ms']:8.1f} ms  median {r['median_ms']:8.1f} ms  "

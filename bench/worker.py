@@ -89,7 +89,8 @@ def build_tf(case: Case, impl: str):
         with tf.GradientTape() as tape:
             tape.watch(x)
             loss = tf.reduce_sum(layer(x))
-        return tape.gradient(loss, [x, *layer.trainable_weights])
+        # The loss too: TensorFlow would prune a forward pass the gradients do not need.
+        return loss, tape.gradient(loss, [x, *layer.trainable_weights])
 
     return x, forward, forward_backward, lambda result: result
 
@@ -151,7 +152,8 @@ def build_jax(case: Case, impl: str):
 
     forward = jax.jit(apply)
     loss = lambda params, x: jnp.sum(apply(params, x))  # noqa: E731
-    forward_backward = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    # The loss too: XLA would drop a forward pass the gradients do not need.
+    forward_backward = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
     return (
         x,
         lambda x: forward(params, x),
