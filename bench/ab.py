@@ -126,8 +126,8 @@ def step_functions(layer, stock: bool = False) -> dict:
         grads = tape.gradient(loss, [x, *layer.trainable_weights])
         # The loss keeps the forward pass (see the module docstring). Of each gradient one
         # element: no large copy is timed, nor a pass over it that neither layer makes (a sum
-        # over the 251 MB kernel gradient of L4 took ~14 ms, a cost the Conv2D kernel
-        # gradient of 83 KB does not have).
+        # over the 251 MB kernel gradient of L4 took ~20 ms, a cost the Conv2D kernel
+        # gradient of 83 KB does not have; bench/RESULTS.md, round 6).
         return [loss, *(tf.reshape(g, [-1])[:1] for g in grads)]
 
     return {"fwd": forward, "fwdbwd": forward_backward}
