@@ -6,6 +6,11 @@ so each round compares calls made seconds apart. Reported per pass (forward, ker
 gradient, input gradient): min and median ms, GFLOP/s at the min, the ratio of the mins,
 and the largest difference between the two results.
 
+Sources before the batch-major interface (outputs and upstream gradients `(P, F, B)`, no
+bias) are fed their own layout and their outputs turned for the comparison; sources with it
+run the forward pass without a bias (so both give the same bits) and the kernel gradient
+with the bias gradient, as the layer calls them.
+
     python bench/kernel.py --baseline 7b4b6c8 --cases L4_b32,L5_b32,L6_b32,1d_b32 --rounds 9
     python bench/kernel.py --baseline 7b4b6c8 --march haswell   # both built for AVX2 + FMA
 
@@ -46,10 +51,12 @@ def build(source: str, target: Path, march: str = "native") -> ctypes.CDLL:
         sys.exit(f"bench/kernel.py needs a C++ compiler: {name!r} is not on PATH (set $CXX)")
     flags = [f"-march={march}" if f == "-march=native" else f for f in fused.FLAGS]
     subprocess.run([compiler, *flags, str(path), "-o", str(target)], check=True)
-    library = ctypes.CDLL(str(target))
-    for name in PASSES:
-        getattr(library, name).argtypes = [ctypes.c_void_p] * 4
-    return library
+    return ctypes.CDLL(str(target))
+
+
+def batch_major(source: str) -> bool:
+    """Whether `source` takes outputs and upstream gradients `(B, P, F)`, with a bias."""
+    return "const float* bias" in source
 
 
 def arrays(case, rng) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -60,8 +67,42 @@ def arrays(case, rng) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     c, f, b = case.channels, case.filters, case.batch
     geo = np.array([b, h, w, c, oh, ow, kh, kw, sh, sw, 1, 1, f], np.int64)
     p, k = oh * ow, kh * kw * c
-    normal = lambda *shape: rng.standard_normal(shape, np.float32)  # noqa: E731
-    return geo, {"x": normal(h, w, c, b), "w": normal(p, k, f), "dy": normal(p, f, b)}
+
+    def normal(*shape):  # 64-byte aligned, as the layer's TensorFlow tensors are
+        array = fused.aligned_empty(shape)
+        array[...] = rng.standard_normal(shape, np.float32)
+        return array
+
+    dy = normal(b, p, f)
+    innermost = fused.aligned_empty((p, f, b))
+    innermost[...] = dy.transpose(1, 2, 0)
+    return geo, {
+        "x": normal(h, w, c, b),
+        "w": normal(p, k, f),
+        "bias": normal(p, f),
+        "dy": dy,
+        "dy_innermost": innermost,
+    }
+
+
+def operands(a: dict[str, np.ndarray], new: bool) -> dict[str, tuple[tuple, np.ndarray]]:
+    """pass -> (its arrays after the geometry, None for a null pointer; the result compared)
+    for one interface: the batch-major one (`new`) or the one before it."""
+    out = fused.aligned_empty
+    dy = a["dy"] if new else a["dy_innermost"]
+    y, dw, dx = out(dy.shape), out(a["w"].shape), out(a["x"].shape)
+    passes = {
+        "zoo_lc_forward": ((a["x"], a["w"], *([None] if new else []), y), y),
+        "zoo_lc_kernel_gradient": ((a["x"], dy, dw, *([out(a["bias"].shape)] if new else [])), dw),
+        "zoo_lc_input_gradient": ((dy, a["w"], dx), dx),
+    }
+    if not new:  # its outputs (P, F, B), compared as (B, P, F)
+        passes["zoo_lc_forward"] = (passes["zoo_lc_forward"][0], y.transpose(2, 0, 1))
+    return passes
+
+
+def pointer(array: np.ndarray | None) -> ctypes.c_void_p:
+    return ctypes.c_void_p(None if array is None else array.ctypes.data)
 
 
 def main() -> None:
@@ -73,7 +114,8 @@ def main() -> None:
     parser.add_argument("--json", help="write the results here as well")
     args = parser.parse_args()
     relative = fused.SOURCE.relative_to(ROOT)
-    old = subprocess.run(
+    sources = {"this": fused.SOURCE.read_text()}
+    sources[args.baseline] = subprocess.run(
         ["git", "show", f"{args.baseline}:{relative}"],
         cwd=ROOT,
         check=True,
@@ -84,8 +126,8 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         libraries = {
-            "this": build(fused.SOURCE.read_text(), Path(scratch) / "this.so", args.march),
-            args.baseline: build(old, Path(scratch) / "baseline.so", args.march),
+            version: build(source, Path(scratch) / f"{label}.so", args.march)
+            for (version, source), label in zip(sources.items(), ("this", "baseline"), strict=True)
         }
         rng = np.random.default_rng(0)
         print(f"Machine: {machine.describe()}; built with -march={args.march}")
@@ -94,26 +136,17 @@ def main() -> None:
             if case.padding != "valid":
                 raise SystemExit(f"{name}: only valid padding is timed here")
             geo, a = arrays(case, rng)
-            operands = {  # pass -> (inputs, output shape)
-                "zoo_lc_forward": ((a["x"], a["w"]), a["dy"].shape),
-                "zoo_lc_kernel_gradient": ((a["x"], a["dy"]), a["w"].shape),
-                "zoo_lc_input_gradient": ((a["dy"], a["w"]), a["x"].shape),
-            }
+            calls = {v: operands(a, batch_major(sources[v])) for v in libraries}
             flops = 2 * case.positions * case.patch_size * case.filters * case.batch
-            outputs = {
-                (v, p): np.empty(s, np.float32) for v in libraries for p, (_, s) in operands.items()
-            }
-            times = {key: [] for key in outputs}
+            times = {(v, p): [] for v in libraries for p in PASSES}
             for _ in range(args.rounds):
                 for version, library in libraries.items():
-                    for pass_, (inputs, _) in operands.items():
-                        out = outputs[(version, pass_)]
+                    for pass_, (arrays_, _) in calls[version].items():
+                        pointers = [pointer(geo), *map(pointer, arrays_)]
                         start = time.perf_counter()
-                        getattr(library, pass_)(
-                            geo.ctypes.data, *(i.ctypes.data for i in inputs), out.ctypes.data
-                        )
+                        getattr(library, pass_)(*pointers)
                         times[(version, pass_)].append(time.perf_counter() - start)
-            for pass_ in operands:
+            for pass_ in PASSES:
                 row = {"case": name, "pass": pass_.removeprefix("zoo_lc_")}
                 for version in libraries:
                     spent = times[(version, pass_)]
@@ -122,10 +155,9 @@ def main() -> None:
                     row[f"{label}_median_ms"] = 1000 * statistics.median(spent)
                     row[f"{label}_gflops"] = flops / min(spent) / 1e9
                 row["speedup"] = row["baseline_min_ms"] / row["this_min_ms"]
-                row["max_difference"] = float(
-                    np.max(np.abs(outputs[("this", pass_)] - outputs[(args.baseline, pass_)]))
-                )
-                row["scale"] = float(np.max(np.abs(outputs[("this", pass_)])))
+                got, want = calls["this"][pass_][1], calls[args.baseline][pass_][1]
+                row["max_difference"] = float(np.max(np.abs(got - want)))
+                row["scale"] = float(np.max(np.abs(got)))
                 results.append(row)
                 print(
                     f"{name:10s} {row['pass']:16s} this {row['this_min_ms']:7.1f} / "

@@ -2,8 +2,11 @@
 and the stock computation, used where it should be and nowhere else, and a clean
 fallback when it cannot be built."""
 
+import ctypes
 import logging
 import os
+import platform
+import subprocess
 
 import keras
 import numpy as np
@@ -95,6 +98,89 @@ def test_deepface_l4_shape_matches_stock(rng):
         want = _value_and_gradients(layer, x, upstream)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("layer_type", [LocallyConnected1D, LocallyConnected2D])
+def test_without_bias_matches_stock(layer_type, rng):
+    """No bias: the kernel adds none and returns the input and kernel gradients only."""
+    import tensorflow as tf
+
+    layer = layer_type(16, 3, strides=2, use_bias=False)
+    shape = (5, 11, 16) if layer_type is LocallyConnected1D else (5, 9, 8, 16)
+    x = tf.constant(rng.normal(size=shape).astype("float32"))
+    layer(x)
+    _randomise(layer, rng)
+    upstream = rng.normal(size=layer.compute_output_shape(x.shape)).astype("float32")
+
+    def value_and_gradients():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outputs = layer(x)
+            loss = tf.reduce_sum(outputs * upstream)
+        return [outputs, *tape.gradient(loss, [x, layer.kernel])]
+
+    assert _uses_kernel(layer, x)
+    got = value_and_gradients()
+    with fused.disabled():
+        want = value_and_gradients()
+    for g, w, name in zip(got, want, ("outputs", "input", "kernel"), strict=True):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def _pointers(*arrays: np.ndarray) -> list[ctypes.c_void_p]:
+    return [ctypes.c_void_p(a.ctypes.data) for a in arrays]
+
+
+@pytest.mark.parametrize(
+    "march, needs", [("haswell", {"avx2", "fma"}), ("x86-64", set())], ids=["avx2", "generic"]
+)
+def test_other_instruction_sets_match_the_native_build(march, needs, tmp_path, rng):
+    """The kernel built for AVX2 (8-float tiles and transposes) and for plain x86-64 (the
+    generic transposes, no streaming stores) gives what the native build gives, on shapes
+    whose filters and images are not whole numbers of vectors."""
+    if platform.machine() != "x86_64" or not needs <= set(machine.cpu()[1]):
+        pytest.skip(f"this CPU cannot run a -march={march} build")
+    flags = [f"-march={march}" if f == "-march=native" else f for f in fused.FLAGS]
+    target = tmp_path / f"{march}.so"
+    compiled = subprocess.run(
+        [machine.compiler()[1], *flags, str(fused.SOURCE), "-o", str(target)],
+        capture_output=True,
+        text=True,
+    )
+    assert compiled.returncode == 0, compiled.stderr
+    builds = {"native": fused.library(), march: ctypes.CDLL(str(target))}
+    for b, (h, w), c, (kh, kw), s, f in [
+        (11, (9, 8), 3, (3, 3), 1, 27),
+        (32, (14, 13), 16, (9, 9), 1, 16),
+        (5, (1, 40), 7, (1, 5), 2, 40),
+        (3, (6, 7), 5, (3, 2), 1, 5),
+    ]:
+        oh, ow = (h - kh) // s + 1, (w - kw) // s + 1
+        geometry = np.array([b, h, w, c, oh, ow, kh, kw, s, s, 1, 1, f], np.int64)
+        p, k = oh * ow, kh * kw * c
+        x, kernel, bias, dy = (
+            rng.normal(size=shape).astype("float32")
+            for shape in [(h, w, c, b), (p, k, f), (p, f), (b, p, f)]
+        )
+        results = {}
+        for name, lib in builds.items():
+            y, dw, db, dx = (
+                np.zeros(shape, np.float32) for shape in [(b, p, f), (p, k, f), (p, f), x.shape]
+            )
+            lib.zoo_lc_forward(*_pointers(geometry, x, kernel, bias, y))
+            lib.zoo_lc_kernel_gradient(*_pointers(geometry, x, dy, dw, db))
+            lib.zoo_lc_input_gradient(*_pointers(geometry, dy, kernel, dx))
+            results[name] = (y, dw, db, dx)
+        for got, want, what in zip(
+            results[march], results["native"], ("y", "dw", "db", "dx"), strict=True
+        ):
+            np.testing.assert_allclose(
+                got,
+                want,
+                rtol=1e-5,
+                atol=1e-5 * np.abs(want).max(),  # without FMA (x86-64), other roundings
+                err_msg=f"{what}, b={b} f={f}",
+            )
 
 
 def test_results_stay_valid_while_later_calls_run(rng):

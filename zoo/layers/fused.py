@@ -119,9 +119,12 @@ def library() -> ctypes.CDLL | None:
             err,
         )
         return None
-    pointer = ctypes.c_void_p
-    for fn in (lib.zoo_lc_forward, lib.zoo_lc_kernel_gradient, lib.zoo_lc_input_gradient):
-        fn.argtypes = [pointer, pointer, pointer, pointer]
+    for fn, arrays in (
+        (lib.zoo_lc_forward, 4),  # x, kernel, bias (or NULL), outputs
+        (lib.zoo_lc_kernel_gradient, 4),  # x, upstream, kernel gradient, bias gradient (or NULL)
+        (lib.zoo_lc_input_gradient, 3),  # upstream, kernel, input gradient
+    ):
+        fn.argtypes = [ctypes.c_void_p] * (1 + arrays)  # the geometry first
         fn.restype = None
     return lib
 
@@ -170,6 +173,16 @@ def geometry(layer, padded_spatial) -> np.ndarray:
     )
 
 
+def aligned_empty(shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialised float32 array starting on a 64-byte boundary, as TensorFlow's tensors
+    do (NumPy's own start 16 bytes past one, so every 64-byte vector load would straddle two
+    cache lines)."""
+    size = math.prod(shape)
+    raw = np.empty(size + 16, np.float32)
+    start = (-raw.ctypes.data % 64) // 4
+    return raw[start : start + size].reshape(shape)
+
+
 class _Buffers:
     """64-byte aligned float32 arrays, reused once TensorFlow has let go of them.
 
@@ -189,10 +202,7 @@ class _Buffers:
             for i in range(len(arrays)):
                 if sys.getrefcount(arrays[i]) == 2:  # the list's and the call's reference
                     return arrays[i]
-            size = math.prod(shape)
-            raw = np.empty(size + 16, np.float32)
-            start = (-raw.ctypes.data % 64) // 4
-            array = raw[start : start + size].reshape(shape)
+            array = aligned_empty(shape)
             arrays.append(array)
             return array
 
@@ -200,60 +210,68 @@ class _Buffers:
 _buffers = _Buffers()
 
 
-def _call(fn, geo: np.ndarray, batch: int, *arrays: np.ndarray) -> None:
+def _call(fn, geo: np.ndarray, batch: int, *arrays: np.ndarray | None) -> None:
     geo = geo.copy()
     geo[0] = batch
-    fn(geo.ctypes.data, *(a.ctypes.data for a in arrays))
+    fn(geo.ctypes.data, *(None if a is None else a.ctypes.data for a in arrays))
 
 
-def forward(geo: np.ndarray, x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """`(positions, filters, batch)` outputs of the padded input `x` `(*spatial, C, batch)`."""
+def forward(
+    geo: np.ndarray, x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None = None
+) -> np.ndarray:
+    """`(batch, positions, filters)` outputs of the padded input `x` `(*spatial, C, batch)`,
+    plus `bias` `(positions, filters)` if given."""
     x, kernel = np.ascontiguousarray(x), np.ascontiguousarray(kernel)
+    bias = None if bias is None else np.ascontiguousarray(bias)
     batch = x.shape[-1]
-    outputs = _buffers.get((kernel.shape[0], kernel.shape[2], batch))
-    _call(library().zoo_lc_forward, geo, batch, x, kernel, outputs)
+    outputs = _buffers.get((batch, kernel.shape[0], kernel.shape[2]))
+    _call(library().zoo_lc_forward, geo, batch, x, kernel, bias, outputs)
     return outputs
 
 
 def gradients(
-    geo: np.ndarray, x: np.ndarray, kernel: np.ndarray, upstream: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Input and kernel gradients for `upstream` `(positions, filters, batch)`."""
+    geo: np.ndarray, x: np.ndarray, kernel: np.ndarray, upstream: np.ndarray, bias: bool
+) -> tuple[np.ndarray, ...]:
+    """Input, kernel (and, if `bias`, bias) gradients for `upstream` `(batch, positions,
+    filters)`."""
     x, kernel = np.ascontiguousarray(x), np.ascontiguousarray(kernel)
     upstream = np.ascontiguousarray(upstream)
     lib, batch = library(), x.shape[-1]
     x_grad = _buffers.get(x.shape)  # zeroed by the kernel
     kernel_grad = _buffers.get(kernel.shape)
+    bias_grad = _buffers.get((kernel.shape[0], kernel.shape[2])) if bias else None
     _call(lib.zoo_lc_input_gradient, geo, batch, upstream, kernel, x_grad)
-    _call(lib.zoo_lc_kernel_gradient, geo, batch, x, upstream, kernel_grad)
-    return x_grad, kernel_grad
+    _call(lib.zoo_lc_kernel_gradient, geo, batch, x, upstream, kernel_grad, bias_grad)
+    return (x_grad, kernel_grad) if bias_grad is None else (x_grad, kernel_grad, bias_grad)
 
 
-def local_matmul(x, kernel, geo: np.ndarray):
-    """TensorFlow op: `(positions, filters, batch)` outputs of the padded input `x`
-    `(*spatial, C, batch)` and the kernel, with its gradient, both by the fused kernel."""
+def local_matmul(x, kernel, bias, geo: np.ndarray):
+    """TensorFlow op: `(batch, positions, filters)` outputs of the padded input `x`
+    `(*spatial, C, batch)`, the kernel and the bias `(positions, filters)` (or None), with
+    their gradients, all by the fused kernel."""
     import tensorflow as tf
 
-    out_shape = (kernel.shape[0], kernel.shape[2], x.shape[-1])
+    out_shape = (x.shape[-1], kernel.shape[0], kernel.shape[2])
+    has_bias = bias is not None
 
     @tf.custom_gradient
-    def fused(x, kernel):
+    def fused(x, kernel, *bias):
         outputs = tf.numpy_function(
-            functools.partial(forward, geo), [x, kernel], tf.float32, stateful=False
+            functools.partial(forward, geo), [x, kernel, *bias], tf.float32, stateful=False
         )
         outputs.set_shape(out_shape)
 
         def grad(upstream):
-            x_grad, kernel_grad = tf.numpy_function(
-                functools.partial(gradients, geo),
+            grads = tf.numpy_function(
+                functools.partial(gradients, geo, bias=has_bias),
                 [x, kernel, upstream],
-                [tf.float32, tf.float32],
+                [tf.float32] * (3 if has_bias else 2),
                 stateful=False,
             )
-            x_grad.set_shape(x.shape)
-            kernel_grad.set_shape(kernel.shape)
-            return x_grad, kernel_grad
+            for g, like in zip(grads, [x, kernel, *bias], strict=True):
+                g.set_shape(like.shape)
+            return tuple(grads)
 
         return outputs, grad
 
-    return fused(x, kernel)
+    return fused(x, kernel, *([bias] if has_bias else []))

@@ -309,13 +309,12 @@ class BaseLocallyConnected(keras.layers.Layer):
         x = ops.transpose(inputs, (*range(1, self.rank + 2), 0))  # (*spatial, C, batch)
         if self._padding_needed:
             x = ops.pad(x, [*self._pads, (0, 0), (0, 0)])
+        # Reshapes read the variables into tensors (custom_gradient must not see variables).
         kernel = ops.reshape(self.kernel, self.kernel.shape)
+        bias = ops.reshape(self.bias, (self._positions, self.filters)) if self.use_bias else None
         geometry = fused.geometry(self, self._padded_spatial)
-        outputs = fused.local_matmul(x, kernel, geometry)  # (P, F, batch)
-        outputs = ops.reshape(
-            ops.transpose(outputs, (2, 0, 1)), (-1, *self.output_size, self.filters)
-        )
-        return outputs + self.bias if self.use_bias else outputs
+        outputs = fused.local_matmul(x, kernel, bias, geometry)  # (batch, P, F), bias added
+        return ops.reshape(outputs, (-1, *self.output_size, self.filters))
 
     def _group_kernel(self, kernel, first: int, count: int):
         """The kernel rows of `count` consecutive offsets from `first`: `(P, depth, F)`.
