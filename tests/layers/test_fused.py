@@ -164,8 +164,8 @@ def test_other_instruction_sets_match_the_native_build(march, needs, tmp_path, r
         )
         results = {}
         for name, lib in builds.items():
-            y, dw, db, dx = (
-                np.zeros(shape, np.float32) for shape in [(b, p, f), (p, k, f), (p, f), x.shape]
+            y, dw, db, dx = (  # aligned as TensorFlow's: the streaming stores apply
+                fused.aligned_empty(shape) for shape in [(b, p, f), (p, k, f), (p, f), x.shape]
             )
             lib.zoo_lc_forward(*_pointers(geometry, x, kernel, bias, y))
             lib.zoo_lc_kernel_gradient(*_pointers(geometry, x, dy, dw, db))

@@ -118,7 +118,7 @@ inline void transpose(vec* v) {
 
 // A store that bypasses the cache (non-temporal) where the CPU has one, for rows written far
 // apart that nothing reads soon: a regular store first reads each line for ownership, one
-// demand miss per row. A pass that uses it ends with fence().
+// demand miss per row. Each thread that used it calls fence() before the pass returns.
 inline void stream(float* p, vec v) {
 #if defined(__AVX512F__)
   _mm512_stream_ps(p, (__m512)v);
@@ -380,7 +380,7 @@ void zoo_lc_forward(const int64_t* geometry, const float* x, const float* w, con
 #pragma omp parallel
   {
     float* const y_p = scratch.mine();
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
     for (int64_t p = 0; p < P; ++p) {
       const float* a[kRows];
       float* out[kRows];
@@ -394,8 +394,8 @@ void zoo_lc_forward(const int64_t* geometry, const float* x, const float* w, con
       }
       turn<true>(y_p, B, F, B, y + p * F, P * F, bias != nullptr ? bias + p * F : nullptr);
     }
+    fence();  // this thread's streaming stores, before the region's closing barrier
   }
-  fence();
 }
 
 // dw (and db, if not null) of every position, each by one thread in a fixed order (independent
@@ -410,7 +410,8 @@ void zoo_lc_kernel_gradient(const int64_t* geometry, const float* x, const float
   {
     float* const dy_p = scratch.mine();
 #pragma omp for schedule(static)
-    for (int64_t p = 0; p < g.P(); ++p) kernel_gradient_at(g, cells.data(), step, x, dy, dw, db, p, dy_p);
+    for (int64_t p = 0; p < g.P(); ++p)
+      kernel_gradient_at(g, cells.data(), step, x, dy, dw, db, p, dy_p);
   }
 }
 
