@@ -3,8 +3,9 @@
 Both sources are compiled with the layer's own flags (`zoo.layers.fused.FLAGS`) into a
 scratch folder and called from NumPy on the same arrays, round after round in one process,
 so each round compares calls made seconds apart. Reported per pass (forward, kernel
-gradient, input gradient): min and median ms, GFLOP/s at the min, the ratio of the mins,
-and the largest difference between the two results.
+gradient, input gradient): min and median ms, GFLOP/s at the min, the ratio of the mins and
+the median of the per-round ratios (the revision's time over this one's: the steadier figure
+on a noisy host), and the largest difference between the two results.
 
 Sources before the batch-major interface (outputs and upstream gradients `(P, F, B)`, no
 bias) are fed their own layout and their outputs turned for the comparison; sources with it
@@ -155,6 +156,12 @@ def main() -> None:
                     row[f"{label}_median_ms"] = 1000 * statistics.median(spent)
                     row[f"{label}_gflops"] = flops / min(spent) / 1e9
                 row["speedup"] = row["baseline_min_ms"] / row["this_min_ms"]
+                row["speedup_per_round"] = statistics.median(
+                    b / t
+                    for b, t in zip(
+                        times[(args.baseline, pass_)], times[("this", pass_)], strict=True
+                    )
+                )
                 got, want = calls["this"][pass_][1], calls[args.baseline][pass_][1]
                 row["max_difference"] = float(np.max(np.abs(got - want)))
                 row["scale"] = float(np.max(np.abs(got)))
@@ -163,7 +170,8 @@ def main() -> None:
                     f"{name:10s} {row['pass']:16s} this {row['this_min_ms']:7.1f} / "
                     f"{row['this_median_ms']:7.1f} ms ({row['this_gflops']:5.1f} GFLOP/s)   "
                     f"{args.baseline} {row['baseline_min_ms']:7.1f} / "
-                    f"{row['baseline_median_ms']:7.1f} ms   x{row['speedup']:.2f}   "
+                    f"{row['baseline_median_ms']:7.1f} ms   x{row['speedup']:.2f} "
+                    f"(per round x{row['speedup_per_round']:.2f})   "
                     f"max diff {row['max_difference']:.1e} of {row['scale']:.1e}"
                 )
     if args.json:

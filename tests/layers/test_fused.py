@@ -48,6 +48,36 @@ WIDE = [  # tile paths (AVX2: 16, 8 columns; AVX-512: 32, 16, 8), counts not mul
 ]
 
 
+def _pair_config(spatial, kernel, strides, dilation, filters, channels=3):
+    rank = len(spatial)
+    return dict(
+        rank=rank,
+        spatial=spatial,
+        channels=channels,
+        filters=filters,
+        kernel_size=kernel,
+        strides=strides,
+        padding="valid",
+        dilation_rate=dilation,
+        data_format="channels_last",
+    )
+
+
+# The kernel gradient takes neighbouring positions of an output row in pairs where their
+# patches share cells (stride a multiple of the dilation, below the kernel) and the filters
+# fill less than two vectors: odd rows (a lone last position), patches two or one kernel
+# columns apart, filters in one vector, in part of one, and one vector plus a remainder; and
+# geometries that share no cells (single positions).
+PAIRS = [
+    _pair_config((7, 9), (3, 3), (1, 1), (1, 1), 16),  # 7 columns: three pairs and one alone
+    _pair_config((9, 12), (3, 5), (2, 2), (1, 1), 20),  # two columns apart; 16 + 4 filters
+    _pair_config((6, 13), (2, 3), (1, 2), (1, 2), 8),  # one column apart (stride 2, dilation 2)
+    _pair_config((9, 14), (3, 3), (2, 3), (1, 2), 5),  # stride 3, dilation 2: no shared cells
+    _pair_config((5, 8), (2, 2), (1, 2), (1, 1), 12),  # stride = kernel: no shared cells
+    _pair_config((23,), (4,), (1,), (1,), 11),  # 1D, 20 positions
+]
+
+
 def _uses_kernel(layer, x, jit_compile: bool = False) -> bool:
     import tensorflow as tf
 
@@ -57,7 +87,7 @@ def _uses_kernel(layer, x, jit_compile: bool = False) -> bool:
 
 
 @pytest.mark.parametrize(
-    "config", CHANNELS_LAST[::2] + WIDE, ids=lambda c: "-".join(map(str, c.values()))
+    "config", CHANNELS_LAST[::2] + WIDE + PAIRS, ids=lambda c: "-".join(map(str, c.values()))
 )
 def test_matches_numpy_loop_and_its_gradients(config, rng):
     layer = _make_layer(config)

@@ -14,9 +14,11 @@
 // register tiles of up to kRows broadcast rows by two vectors of columns (GCC vector
 // extensions, -march=native: 16-float AVX-512 vectors where the compiler targets them, 10
 // rows; else 8-float AVX2 vectors, 6 rows; the width changes no sum's order, as each column
-// is one lane). Threads split the positions: one each in the forward pass and the kernel
-// gradient (each output element summed in a fixed order, so these do not depend on the number
-// of threads), stripes of them in the input gradient.
+// is one lane); in the kernel gradient, two neighbouring positions share the broadcast rows
+// of the cells both patches hold (`pair_tile`). Threads split the positions: one each (or a
+// pair) in the forward pass and the kernel gradient (each output element summed in a fixed
+// order, so these do not depend on the number of threads), stripes of them in the input
+// gradient.
 
 #include <algorithm>
 #include <array>
@@ -198,6 +200,11 @@ struct Geometry {
   int64_t K() const { return KH * KW * C; }
   int64_t image() const { return H * W * C; }
   int64_t base(int64_t p) const { return ((p / OW) * SH * W + (p % OW) * SW) * C; }
+  // How many kernel columns right of position p's patch that of p + 1 (same output row) lies,
+  // where that is a whole number (the stride a multiple of the dilation) below KW, so the two
+  // patches share cells: in each kernel row, p's elements from column `shift` on are p + 1's
+  // from column 0 on. 0 where they share none.
+  int64_t shift() const { return SW % DW == 0 && SW / DW < KW ? SW / DW : 0; }
   // Offsets of a position's patch elements from its first cell, in floats of a (H, W, C, B)
   // input: `scale` = B.
   std::vector<int64_t> rel(int64_t scale) const {
@@ -286,30 +293,97 @@ void product(int rows, const float* const* a, AI ai, const float* m, MI mi, int6
     }
 }
 
+// Two positions' kernel gradients over cells that both patches hold: out0[r][c] =
+// sum_d a[r][d] * m0[d * stride + c] and out1[r][c] the same with m1, R rows by one vector of
+// columns. Each broadcast feeds two FMAs (one product alone: 11 loads for 10 FMAs, load-bound),
+// and every sum runs in the same order as in `tile`.
+template <int R>
+void pair_tile(const float* const* a, const float* m0, const float* m1, int64_t stride,
+               int64_t depth, float* const* out0, float* const* out1, int64_t c) {
+  vec acc0[R] = {}, acc1[R] = {};
+  for (int64_t d = 0; d < depth; ++d) {
+    const vec v0 = load<vec>(m0 + d * stride + c), v1 = load<vec>(m1 + d * stride + c);
+    for (int r = 0; r < R; ++r) {
+      const vec s = splat<vec>(a[r][d]);
+      acc0[r] += s * v0;
+      acc1[r] += s * v1;
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    store<vec>(out0[r] + c, acc0[r]);
+    store<vec>(out1[r] + c, acc1[r]);
+  }
+}
+
+template <int... Rs>
+void pair_rows(int rows, const float* const* a, const float* m0, const float* m1, int64_t stride,
+               int64_t depth, float* const* out0, float* const* out1, int64_t c,
+               std::integer_sequence<int, Rs...>) {
+  (void)((rows == Rs + 1 && (pair_tile<Rs + 1>(a, m0, m1, stride, depth, out0, out1, c), true)) ||
+         ...);
+}
+
 // dw[p, k, f] = sum_b x[cell(p, k), b] * dy[b, p, f]   (rows: patch elements; columns: filters)
-// and db[p, f] = sum_b dy[b, p, f] (if db) for one position; dy_p: B * F floats of scratch.
-void kernel_gradient_at(const Geometry& g, const int64_t* cells, int64_t step, const float* x,
-                        const float* dy, float* dw, float* db, int64_t p, float* dy_p) {
-  const int64_t K = g.K(), F = g.F, B = g.B;
+// and db[p, f] = sum_b dy[b, p, f] (if db) for positions p .. p + n - 1 of one output row
+// (n = 2: the cells both patches hold, see Geometry::shift, go through `pair_tile` once for
+// both); dy_p: n * B * F floats of scratch. Flattened: every tile inlined, as with one caller
+// (the tiles called out of line ran the 1D case 0.86x).
+template <int64_t n>
+[[gnu::flatten]] void kernel_gradient_at(const Geometry& g, const int64_t* cells, const float* x,
+                                         const float* dy, float* dw, float* db, int64_t p,
+                                         float* dy_p) {
+  const int64_t K = g.K(), F = g.F, B = g.B, row = g.KW * g.C, ahead = g.shift() * g.C;
+  const int64_t whole = F - F % kLanes<vec>;  // columns in whole vectors
+  for (int64_t b = 0; b < B; ++b)  // (B, n * F): position q's filters at q * F
+    std::memcpy(dy_p + b * n * F, dy + (b * g.P() + p) * F, sizeof(float) * n * F);
+  prefetch_rows(dy + (p + n) * F, B, g.P() * F, n * F);
+  if (db != nullptr)  // images in order, filters side by side (vectorised)
+    for (int64_t q = 0; q < n; ++q) {
+      float* const db_q = db + (p + q) * F;
+      std::fill(db_q, db_q + F, 0.0f);
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t f = 0; f < F; ++f) db_q[f] += dy_p[b * n * F + q * F + f];
+    }
+  const float* x_p = x + g.base(p) * B;
   const float* a[kRows];
   float* out[kRows];
-  for (int64_t b = 0; b < B; ++b)
-    std::memcpy(dy_p + b * F, dy + (b * g.P() + p) * F, sizeof(float) * F);
-  prefetch_rows(dy + (p + 1) * F, B, g.P() * F, F);
-  if (db != nullptr) {  // images in order, filters side by side (vectorised)
-    float* const db_p = db + p * F;
-    std::fill(db_p, db_p + F, 0.0f);
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t f = 0; f < F; ++f) db_p[f] += dy_p[b * F + f];
-  }
-  const float* x_p = x + g.base(p) * B;
-  for (int64_t k0 = 0; k0 < K; k0 += step) {
-    const int rows = static_cast<int>(std::min<int64_t>(step, K - k0));
-    for (int r = 0; r < rows; ++r) {
-      a[r] = x_p + cells[k0 + r];
-      out[r] = dw + (p * K + k0 + r) * F;
+  float* out1[kRows];
+  // Elements [e0, e1) of position p + q alone.
+  auto alone = [&](int64_t q, int64_t e0, int64_t e1) {
+    const float* x_q = x + g.base(p + q) * B;
+    const int64_t step = chunk(e1 - e0);
+    for (int64_t k0 = e0; k0 < e1; k0 += step) {
+      const int rows = static_cast<int>(std::min<int64_t>(step, e1 - k0));
+      for (int r = 0; r < rows; ++r) {
+        a[r] = x_q + cells[k0 + r];
+        out[r] = dw + ((p + q) * K + k0 + r) * F;
+      }
+      product<false>(rows, a, Strided{1}, dy_p + q * F, Strided{n * F}, B, 0, F, out);
     }
-    product<false>(rows, a, Strided{1}, dy_p, Strided{F}, B, 0, F, out);
+  };
+  if constexpr (n == 1) {
+    alone(0, 0, K);
+    return;
+  }
+  for (int64_t i0 = 0; i0 < K; i0 += row) {  // one kernel row: p's elements [i0, i0 + row)
+    alone(0, i0, i0 + ahead);
+    alone(1, i0 + row - ahead, i0 + row);
+    const int64_t step = chunk(row - ahead);
+    for (int64_t k0 = i0 + ahead; k0 < i0 + row; k0 += step) {  // p's k0 is p + 1's k0 - ahead
+      const int rows = static_cast<int>(std::min<int64_t>(step, i0 + row - k0));
+      for (int r = 0; r < rows; ++r) {
+        a[r] = x_p + cells[k0 + r];
+        out[r] = dw + (p * K + k0 + r) * F;
+        out1[r] = dw + ((p + 1) * K + k0 + r - ahead) * F;
+      }
+      for (int64_t c = 0; c < whole; c += kLanes<vec>)
+        pair_rows(rows, a, dy_p, dy_p + F, 2 * F, B, out, out1, c,
+                  std::make_integer_sequence<int, kRows>{});
+      if (whole < F) {
+        product<false>(rows, a, Strided{1}, dy_p, Strided{2 * F}, B, whole, F, out);
+        product<false>(rows, a, Strided{1}, dy_p + F, Strided{2 * F}, B, whole, F, out1);
+      }
+    }
   }
 }
 
@@ -399,19 +473,28 @@ void zoo_lc_forward(const int64_t* geometry, const float* x, const float* w, con
 }
 
 // dw (and db, if not null) of every position, each by one thread in a fixed order (independent
-// of the thread count).
+// of the thread count). Threads take pairs of neighbours in an output row where their patches
+// share cells (Geometry::shift) and the filters fill less than two vectors, else single
+// positions: with two vectors of filters one product's tile already spends 12 loads on 20
+// FMAs, and pairs (a vector at a time) were no faster (the 1D case, 32 filters: 0.99x).
 void zoo_lc_kernel_gradient(const int64_t* geometry, const float* x, const float* dy, float* dw,
                             float* db) {
   const Geometry g = unpack(geometry);
   const std::vector<int64_t> cells = g.rel(g.B);
-  const int64_t step = chunk(g.K());
-  const Scratch scratch(g.B * g.F);
+  const int64_t n = g.shift() > 0 && g.F < 2 * kLanes<vec> ? 2 : 1;  // positions per unit
+  const int64_t per_row = (g.OW + n - 1) / n;
+  const Scratch scratch(n * g.B * g.F);
 #pragma omp parallel
   {
     float* const dy_p = scratch.mine();
 #pragma omp for schedule(static)
-    for (int64_t p = 0; p < g.P(); ++p)
-      kernel_gradient_at(g, cells.data(), step, x, dy, dw, db, p, dy_p);
+    for (int64_t u = 0; u < g.OH * per_row; ++u) {
+      const int64_t first = u % per_row * n, p = u / per_row * g.OW + first;
+      if (n == 2 && first + 1 < g.OW)
+        kernel_gradient_at<2>(g, cells.data(), x, dy, dw, db, p, dy_p);
+      else
+        kernel_gradient_at<1>(g, cells.data(), x, dy, dw, db, p, dy_p);
+    }
   }
 }
 
