@@ -124,3 +124,24 @@ def test_docstring_example_runs():
 
     result = doctest.testmod(optimizers, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_sparse_gradients_take_keras_own_decay_and_update():
+    """An `IndexedSlices` gradient (an embedding's) skips the compiled step: Keras decays
+    and updates that variable itself, as `keras.optimizers.AdamW` does."""
+    import tensorflow as tf
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("IndexedSlices are TensorFlow's")
+
+    def run(cls):
+        dense = keras.Variable(np.ones((2, 3), "float32"), name="kernel")
+        table = keras.Variable(np.arange(12, dtype="float32").reshape(4, 3), name="embedding")
+        optimizer = cls(learning_rate=1e-2, weight_decay=0.05)
+        rows = tf.IndexedSlices(tf.ones((2, 3)), tf.constant([0, 2]), tf.constant([4, 3]))
+        for _ in range(2):
+            optimizer.apply_gradients([(tf.ones((2, 3)), dense), (rows, table)])
+        return dense.numpy(), table.numpy()
+
+    for got, want in zip(run(optimizers.AdamW), run(keras.optimizers.AdamW), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
