@@ -7,6 +7,7 @@ import logging
 import os
 import platform
 import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -211,6 +212,56 @@ def test_other_instruction_sets_match_the_native_build(march, needs, tmp_path, r
                 atol=1e-5 * np.abs(want).max(),  # without FMA (x86-64), other roundings
                 err_msg=f"{what}, b={b} f={f}",
             )
+
+
+_PASSES_IN_A_PROCESS = """
+import ctypes, sys
+import numpy as np
+lib = ctypes.CDLL(sys.argv[1])
+rng = np.random.default_rng(7)
+results = {}
+shapes = [(11, (9, 12), 3, (3, 5), 2, 20), (8, (20, 11), 4, (3, 3), 1, 16)]
+for b, (h, w), c, (kh, kw), s, f in shapes:
+    oh, ow = (h - kh) // s + 1, (w - kw) // s + 1
+    p, k = oh * ow, kh * kw * c
+    geometry = np.array([b, h, w, c, oh, ow, kh, kw, s, s, 1, 1, f], np.int64)
+    x, kernel, bias, dy = (rng.normal(size=shape).astype("float32")
+                           for shape in [(h, w, c, b), (p, k, f), (p, f), (b, p, f)])
+    shapes_out = [(b, p, f), (p, k, f), (p, f), x.shape]
+    y, dw, db, dx = (np.empty(shape, np.float32) for shape in shapes_out)
+    pointer = lambda a: ctypes.c_void_p(a.ctypes.data)
+    lib.zoo_lc_forward(*map(pointer, (geometry, x, kernel, bias, y)))
+    lib.zoo_lc_kernel_gradient(*map(pointer, (geometry, x, dy, dw, db)))
+    lib.zoo_lc_input_gradient(*map(pointer, (geometry, dy, kernel, dx)))
+    results.update({f"{name}{f}": a for name, a in zip(("y", "dw", "db", "dx"), (y, dw, db, dx))})
+np.savez(sys.argv[2], **results)
+"""
+
+
+def test_forward_and_kernel_gradient_do_not_depend_on_the_thread_count(tmp_path):
+    """As the kernel's source says: the forward pass and the kernel gradient (pairs of
+    positions included) give the same bits with 1 and 3 OpenMP threads; the input gradient,
+    whose stripes depend on the thread count, gives the same bits twice with the same count."""
+    path = fused.library()._name
+
+    def run(threads: int, name: str) -> dict[str, np.ndarray]:
+        out = tmp_path / f"{name}.npz"
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        done = subprocess.run(
+            [sys.executable, "-c", _PASSES_IN_A_PROCESS, path, str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        return dict(np.load(out))
+
+    one, three, again = run(1, "one"), run(3, "three"), run(3, "again")
+    for name, want in one.items():
+        if name.startswith("dx"):
+            np.testing.assert_array_equal(again[name], three[name], err_msg=name)
+        else:
+            np.testing.assert_array_equal(three[name], want, err_msg=name)
 
 
 def test_results_stay_valid_while_later_calls_run(rng):
