@@ -117,10 +117,12 @@ def test_matches_numpy_loop_and_its_gradients(config, rng):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_deepface_l4_shape_matches_stock(rng):
-    """DeepFace's L4 geometry at a reduced size (16 channels, 16 filters, 9x9, batch 32)."""
+@pytest.mark.parametrize("batch", [32, 45])
+def test_deepface_l4_shape_matches_stock(batch, rng):
+    """DeepFace's L4 geometry at a reduced size (16 channels, 16 filters, 9x9): batches of
+    whole 32-image tiles and one with 13 images left over."""
     layer = LocallyConnected2D(16, 9, activation="relu")
-    x = rng.normal(size=(32, 14, 13, 16)).astype("float32")
+    x = rng.normal(size=(batch, 14, 13, 16)).astype("float32")
     layer(x)
     _randomise(layer, rng)
     upstream = rng.normal(size=layer.compute_output_shape(x.shape)).astype("float32")

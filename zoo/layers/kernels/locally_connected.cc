@@ -15,7 +15,8 @@
 // extensions, -march=native: 16-float AVX-512 vectors where the compiler targets them, 10
 // rows; else 8-float AVX2 vectors, 6 rows; the width changes no sum's order, as each column
 // is one lane); in the kernel gradient, two neighbouring positions share the broadcast rows
-// of the cells both patches hold (`pair_tile`). Threads split the positions: one each (or a
+// of the cells both patches hold (`pair_tile`); the input gradient of 16 filters takes up
+// to 14 rows (`dx_tile16`). Threads split the positions: one each (or a
 // pair) in the forward pass and the kernel gradient (each output element summed in a fixed
 // order, so these do not depend on the number of threads), stripes of them in the input
 // gradient.
@@ -387,6 +388,35 @@ template <int64_t n>
   }
 }
 
+#if defined(__AVX512F__)
+// The input gradient's tile for 16 filters: R kernel rows 16 floats apart broadcast from one
+// pointer (constant displacements), so R is not bounded by the general registers (14 x 2
+// accumulators + 3 operands fill the 32 vector registers); the same sums, in the same order,
+// as `tile`. out[r][c..c+32) += sum_d a[r * 16 + d] * m[d * B + c..].
+constexpr int kRows16 = 14;
+template <int R>
+void dx_tile16(const float* a, const float* m, int64_t B, float* const* out, int64_t c) {
+  vec acc[R][2] = {};
+  for (int d = 0; d < 16; ++d) {
+    const vec m0 = load<vec>(m + d * B + c), m1 = load<vec>(m + d * B + c + 16);
+    for (int r = 0; r < R; ++r) {
+      const vec s = splat<vec>(a[r * 16 + d]);
+      acc[r][0] += s * m0;
+      acc[r][1] += s * m1;
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    store<vec>(out[r] + c, load<vec>(out[r] + c) + acc[r][0]);
+    store<vec>(out[r] + c + 16, load<vec>(out[r] + c + 16) + acc[r][1]);
+  }
+}
+template <int... Rs>
+void dx_rows16(int rows, const float* a, const float* m, int64_t B, float* const* out, int64_t c,
+               std::integer_sequence<int, Rs...>) {
+  (void)((rows == Rs + 1 && (dx_tile16<Rs + 1>(a, m, B, out, c), true)) || ...);
+}
+#endif
+
 // dx[cell(p, k), b] += sum_f w[p, k, f] * dy[b, p, f]   (rows: patch elements; columns:
 // images) for one position; dy_p: F * B floats of scratch.
 void input_gradient_at(const Geometry& g, const int64_t* cells, int64_t step, const float* dy,
@@ -397,6 +427,30 @@ void input_gradient_at(const Geometry& g, const int64_t* cells, int64_t step, co
   turn<false>(dy + p * F, g.P() * F, B, F, dy_p, B, nullptr);
   prefetch_rows(dy + (p + 1) * F, B, g.P() * F, F);
   float* dx_p = dx + g.base(p) * B;
+#if defined(__AVX512F__)
+  if (F == 16 && B >= 32) {  // DeepFace's layers: tiles of up to 14 rows (`dx_tile16`)
+    const int64_t chunks = (K + kRows16 - 1) / kRows16, tall = (K + chunks - 1) / chunks;
+    float* rows_out[kRows16];
+    for (int64_t k0 = 0; k0 < K; k0 += tall) {
+      const int rows = static_cast<int>(std::min<int64_t>(tall, K - k0));
+      const float* a0 = w + (p * K + k0) * 16;
+      for (int r = 0; r < rows; ++r) rows_out[r] = dx_p + cells[k0 + r];
+      for (int64_t e = 0; e < rows * 16; e += 16) __builtin_prefetch(a0 + 40 * 16 + e);
+      int64_t c = 0;
+      for (; c + 32 <= B; c += 32)
+        dx_rows16(rows, a0, dy_p, B, rows_out, c, std::make_integer_sequence<int, kRows16>{});
+      for (int64_t r0 = 0; c < B && r0 < rows; r0 += kRows) {  // the last columns
+        const int part = std::min<int>(kRows, rows - static_cast<int>(r0));
+        for (int r = 0; r < part; ++r) {
+          a[r] = a0 + (r0 + r) * 16;
+          out[r] = rows_out[r0 + r];
+        }
+        product<true>(part, a, Strided{1}, dy_p, Strided{B}, F, c, B, out);
+      }
+    }
+    return;
+  }
+#endif
   for (int64_t k0 = 0; k0 < K; k0 += step) {
     const int rows = static_cast<int>(std::min<int64_t>(step, K - k0));
     for (int r = 0; r < rows; ++r) {
