@@ -7,7 +7,6 @@ import logging
 import os
 import platform
 import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -164,6 +163,29 @@ def _pointers(*arrays: np.ndarray) -> list[ctypes.c_void_p]:
     return [ctypes.c_void_p(a.ctypes.data) for a in arrays]
 
 
+def _operands(b, spatial, c, kernel_size, s, f, rng):
+    """The geometry vector and random x, kernel, bias, upstream of a valid, undilated shape."""
+    (h, w), (kh, kw) = spatial, kernel_size
+    oh, ow = (h - kh) // s + 1, (w - kw) // s + 1
+    geometry = np.array([b, h, w, c, oh, ow, kh, kw, s, s, 1, 1, f], np.int64)
+    p, k = oh * ow, kh * kw * c
+    return geometry, *(
+        rng.normal(size=shape).astype("float32")
+        for shape in [(h, w, c, b), (p, k, f), (p, f), (b, p, f)]
+    )
+
+
+def _passes(lib, geometry, x, kernel, bias, dy) -> tuple[np.ndarray, ...]:
+    """y, dw, db, dx by the three passes of the kernel library `lib`."""
+    y, dw, db, dx = (  # aligned as TensorFlow's: the streaming stores apply
+        fused.aligned_empty(a.shape) for a in (dy, kernel, bias, x)
+    )
+    lib.zoo_lc_forward(*_pointers(geometry, x, kernel, bias, y))
+    lib.zoo_lc_kernel_gradient(*_pointers(geometry, x, dy, dw, db))
+    lib.zoo_lc_input_gradient(*_pointers(geometry, dy, kernel, dx))
+    return y, dw, db, dx
+
+
 @pytest.mark.parametrize(
     "march, needs", [("haswell", {"avx2", "fma"}), ("x86-64", set())], ids=["avx2", "generic"]
 )
@@ -182,28 +204,14 @@ def test_other_instruction_sets_match_the_native_build(march, needs, tmp_path, r
     )
     assert compiled.returncode == 0, compiled.stderr
     builds = {"native": fused.library(), march: ctypes.CDLL(str(target))}
-    for b, (h, w), c, (kh, kw), s, f in [
+    for b, spatial, c, kernel_size, s, f in [
         (11, (9, 8), 3, (3, 3), 1, 27),
         (32, (14, 13), 16, (9, 9), 1, 16),
         (5, (1, 40), 7, (1, 5), 2, 40),
         (3, (6, 7), 5, (3, 2), 1, 5),
     ]:
-        oh, ow = (h - kh) // s + 1, (w - kw) // s + 1
-        geometry = np.array([b, h, w, c, oh, ow, kh, kw, s, s, 1, 1, f], np.int64)
-        p, k = oh * ow, kh * kw * c
-        x, kernel, bias, dy = (
-            rng.normal(size=shape).astype("float32")
-            for shape in [(h, w, c, b), (p, k, f), (p, f), (b, p, f)]
-        )
-        results = {}
-        for name, lib in builds.items():
-            y, dw, db, dx = (  # aligned as TensorFlow's: the streaming stores apply
-                fused.aligned_empty(shape) for shape in [(b, p, f), (p, k, f), (p, f), x.shape]
-            )
-            lib.zoo_lc_forward(*_pointers(geometry, x, kernel, bias, y))
-            lib.zoo_lc_kernel_gradient(*_pointers(geometry, x, dy, dw, db))
-            lib.zoo_lc_input_gradient(*_pointers(geometry, dy, kernel, dx))
-            results[name] = (y, dw, db, dx)
+        operands = _operands(b, spatial, c, kernel_size, s, f, rng)
+        results = {name: _passes(lib, *operands) for name, lib in builds.items()}
         for got, want, what in zip(
             results[march], results["native"], ("y", "dw", "db", "dx"), strict=True
         ):
@@ -216,54 +224,30 @@ def test_other_instruction_sets_match_the_native_build(march, needs, tmp_path, r
             )
 
 
-_PASSES_IN_A_PROCESS = """
-import ctypes, sys
-import numpy as np
-lib = ctypes.CDLL(sys.argv[1])
-rng = np.random.default_rng(7)
-results = {}
-shapes = [(11, (9, 12), 3, (3, 5), 2, 20), (8, (20, 11), 4, (3, 3), 1, 16)]
-for b, (h, w), c, (kh, kw), s, f in shapes:
-    oh, ow = (h - kh) // s + 1, (w - kw) // s + 1
-    p, k = oh * ow, kh * kw * c
-    geometry = np.array([b, h, w, c, oh, ow, kh, kw, s, s, 1, 1, f], np.int64)
-    x, kernel, bias, dy = (rng.normal(size=shape).astype("float32")
-                           for shape in [(h, w, c, b), (p, k, f), (p, f), (b, p, f)])
-    shapes_out = [(b, p, f), (p, k, f), (p, f), x.shape]
-    y, dw, db, dx = (np.empty(shape, np.float32) for shape in shapes_out)
-    pointer = lambda a: ctypes.c_void_p(a.ctypes.data)
-    lib.zoo_lc_forward(*map(pointer, (geometry, x, kernel, bias, y)))
-    lib.zoo_lc_kernel_gradient(*map(pointer, (geometry, x, dy, dw, db)))
-    lib.zoo_lc_input_gradient(*map(pointer, (geometry, dy, kernel, dx)))
-    results.update({f"{name}{f}": a for name, a in zip(("y", "dw", "db", "dx"), (y, dw, db, dx))})
-np.savez(sys.argv[2], **results)
-"""
-
-
-def test_forward_and_kernel_gradient_do_not_depend_on_the_thread_count(tmp_path):
+def test_forward_and_kernel_gradient_do_not_depend_on_the_thread_count(rng):
     """As the kernel's source says: the forward pass and the kernel gradient (pairs of
     positions included) give the same bits with 1 and 3 OpenMP threads; the input gradient,
     whose stripes depend on the thread count, gives the same bits twice with the same count."""
-    path = fused.library()._name
+    lib = fused.library()
+    before = lib.omp_get_max_threads()
 
-    def run(threads: int, name: str) -> dict[str, np.ndarray]:
-        out = tmp_path / f"{name}.npz"
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        done = subprocess.run(
-            [sys.executable, "-c", _PASSES_IN_A_PROCESS, path, str(out)],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 0, done.stderr
-        return dict(np.load(out))
+    def run(threads: int, operands) -> tuple[np.ndarray, ...]:
+        lib.omp_set_num_threads(threads)  # this thread's team size, the kernel's OpenMP's
+        try:
+            return _passes(lib, *operands)
+        finally:
+            lib.omp_set_num_threads(before)
 
-    one, three, again = run(1, "one"), run(3, "three"), run(3, "again")
-    for name, want in one.items():
-        if name.startswith("dx"):
-            np.testing.assert_array_equal(again[name], three[name], err_msg=name)
-        else:
-            np.testing.assert_array_equal(three[name], want, err_msg=name)
+    for shape in [(11, (9, 12), 3, (3, 5), 2, 20), (8, (20, 11), 4, (3, 3), 1, 16)]:
+        operands = _operands(*shape, rng)
+        one, three, again = run(1, operands), run(3, operands), run(3, operands)
+        for name, want, got, repeated in zip(
+            ["y", "dw", "db", "dx"], one, three, again, strict=True
+        ):
+            if name == "dx":
+                np.testing.assert_array_equal(repeated, got, err_msg=f"{name}, {shape}")
+            else:
+                np.testing.assert_array_equal(got, want, err_msg=f"{name}, {shape}")
 
 
 def test_results_stay_valid_while_later_calls_run(rng):

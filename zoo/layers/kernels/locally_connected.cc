@@ -258,11 +258,15 @@ void tile(const float* const* a, AI ai, const float* m, MI mi, int64_t depth, fl
       store<V>(out[r] + L * v, ADD ? load<V>(out[r] + L * v) + acc[r][v] : acc[r][v]);
 }
 
-template <class V, int NV, bool ADD, class AI, class MI, int... Rs>
-void tile_rows(int rows, const float* const* a, AI ai, const float* m, MI mi, int64_t depth,
-               float* const* out, std::integer_sequence<int, Rs...>) {
-  // One instance per row count 1..kRows, picked at run time.
-  (void)((rows == Rs + 1 && (tile<V, Rs + 1, NV, ADD>(a, ai, m, mi, depth, out), true)) || ...);
+// visit(std::integral_constant<int, rows>{}) for 1 <= rows <= Max: a tile has one instance per
+// row count, picked at run time.
+template <class Visit, int... Rs>
+inline void by_rows(int rows, Visit& visit, std::integer_sequence<int, Rs...>) {
+  (void)((rows == Rs + 1 && (visit(std::integral_constant<int, Rs + 1>{}), true)) || ...);
+}
+template <int Max, class Visit>
+inline void by_rows(int rows, Visit visit) {
+  by_rows(rows, visit, std::make_integer_sequence<int, Max>{});
 }
 
 template <class V, int NV, bool ADD, class AI, class MI>
@@ -272,8 +276,9 @@ int64_t tiles(int rows, const float* const* a, AI ai, const float* m, MI mi, int
   float* shifted[kRows];
   for (; c + width <= c1; c += width) {
     for (int r = 0; r < rows; ++r) shifted[r] = out[r] + c;
-    tile_rows<V, NV, ADD>(rows, a, ai, m + c, mi, depth, shifted,
-                          std::make_integer_sequence<int, kRows>{});
+    by_rows<kRows>(rows, [&](auto R) {
+      tile<V, decltype(R)::value, NV, ADD>(a, ai, m + c, mi, depth, shifted);
+    });
   }
   return c;
 }
@@ -316,14 +321,6 @@ void pair_tile(const float* const* a, const float* m0, const float* m1, int64_t 
   }
 }
 
-template <int... Rs>
-void pair_rows(int rows, const float* const* a, const float* m0, const float* m1, int64_t stride,
-               int64_t depth, float* const* out0, float* const* out1, int64_t c,
-               std::integer_sequence<int, Rs...>) {
-  (void)((rows == Rs + 1 && (pair_tile<Rs + 1>(a, m0, m1, stride, depth, out0, out1, c), true)) ||
-         ...);
-}
-
 // dw[p, k, f] = sum_b x[cell(p, k), b] * dy[b, p, f]   (rows: patch elements; columns: filters)
 // and db[p, f] = sum_b dy[b, p, f] (if db) for positions p .. p + n - 1 of one output row
 // (n = 2: the cells both patches hold, see Geometry::shift, go through `pair_tile` once for
@@ -334,7 +331,6 @@ template <int64_t n>
                                          const float* dy, float* dw, float* db, int64_t p,
                                          float* dy_p) {
   const int64_t K = g.K(), F = g.F, B = g.B, row = g.KW * g.C, ahead = g.shift() * g.C;
-  const int64_t whole = F - F % kLanes<vec>;  // columns in whole vectors
   for (int64_t b = 0; b < B; ++b)  // (B, n * F): position q's filters at q * F
     std::memcpy(dy_p + b * n * F, dy + (b * g.P() + p) * F, sizeof(float) * n * F);
   prefetch_rows(dy + (p + n) * F, B, g.P() * F, n * F);
@@ -345,10 +341,8 @@ template <int64_t n>
       for (int64_t b = 0; b < B; ++b)
         for (int64_t f = 0; f < F; ++f) db_q[f] += dy_p[b * n * F + q * F + f];
     }
-  const float* x_p = x + g.base(p) * B;
   const float* a[kRows];
   float* out[kRows];
-  float* out1[kRows];
   // Elements [e0, e1) of position p + q alone.
   auto alone = [&](int64_t q, int64_t e0, int64_t e1) {
     const float* x_q = x + g.base(p + q) * B;
@@ -364,25 +358,29 @@ template <int64_t n>
   };
   if constexpr (n == 1) {
     alone(0, 0, K);
-    return;
-  }
-  for (int64_t i0 = 0; i0 < K; i0 += row) {  // one kernel row: p's elements [i0, i0 + row)
-    alone(0, i0, i0 + ahead);
-    alone(1, i0 + row - ahead, i0 + row);
-    const int64_t step = chunk(row - ahead);
-    for (int64_t k0 = i0 + ahead; k0 < i0 + row; k0 += step) {  // p's k0 is p + 1's k0 - ahead
-      const int rows = static_cast<int>(std::min<int64_t>(step, i0 + row - k0));
-      for (int r = 0; r < rows; ++r) {
-        a[r] = x_p + cells[k0 + r];
-        out[r] = dw + (p * K + k0 + r) * F;
-        out1[r] = dw + ((p + 1) * K + k0 + r - ahead) * F;
-      }
-      for (int64_t c = 0; c < whole; c += kLanes<vec>)
-        pair_rows(rows, a, dy_p, dy_p + F, 2 * F, B, out, out1, c,
-                  std::make_integer_sequence<int, kRows>{});
-      if (whole < F) {
-        product<false>(rows, a, Strided{1}, dy_p, Strided{2 * F}, B, whole, F, out);
-        product<false>(rows, a, Strided{1}, dy_p + F, Strided{2 * F}, B, whole, F, out1);
+  } else {
+    const float* x_p = x + g.base(p) * B;
+    const int64_t whole = F - F % kLanes<vec>;  // columns in whole vectors
+    float* out1[kRows];
+    for (int64_t i0 = 0; i0 < K; i0 += row) {  // one kernel row: p's elements [i0, i0 + row)
+      alone(0, i0, i0 + ahead);
+      alone(1, i0 + row - ahead, i0 + row);
+      const int64_t step = chunk(row - ahead);
+      for (int64_t k0 = i0 + ahead; k0 < i0 + row; k0 += step) {  // p's k0: p + 1's k0 - ahead
+        const int rows = static_cast<int>(std::min<int64_t>(step, i0 + row - k0));
+        for (int r = 0; r < rows; ++r) {
+          a[r] = x_p + cells[k0 + r];
+          out[r] = dw + (p * K + k0 + r) * F;
+          out1[r] = dw + ((p + 1) * K + k0 + r - ahead) * F;
+        }
+        for (int64_t c = 0; c < whole; c += kLanes<vec>)
+          by_rows<kRows>(rows, [&](auto R) {
+            pair_tile<decltype(R)::value>(a, dy_p, dy_p + F, 2 * F, B, out, out1, c);
+          });
+        if (whole < F) {
+          product<false>(rows, a, Strided{1}, dy_p, Strided{2 * F}, B, whole, F, out);
+          product<false>(rows, a, Strided{1}, dy_p + F, Strided{2 * F}, B, whole, F, out1);
+        }
       }
     }
   }
@@ -410,11 +408,6 @@ void dx_tile16(const float* a, const float* m, int64_t B, float* const* out, int
     store<vec>(out[r] + c + 16, load<vec>(out[r] + c + 16) + acc[r][1]);
   }
 }
-template <int... Rs>
-void dx_rows16(int rows, const float* a, const float* m, int64_t B, float* const* out, int64_t c,
-               std::integer_sequence<int, Rs...>) {
-  (void)((rows == Rs + 1 && (dx_tile16<Rs + 1>(a, m, B, out, c), true)) || ...);
-}
 #endif
 
 // dx[cell(p, k), b] += sum_f w[p, k, f] * dy[b, p, f]   (rows: patch elements; columns:
@@ -438,7 +431,9 @@ void input_gradient_at(const Geometry& g, const int64_t* cells, int64_t step, co
       for (int64_t e = 0; e < rows * 16; e += 16) __builtin_prefetch(a0 + 40 * 16 + e);
       int64_t c = 0;
       for (; c + 32 <= B; c += 32)
-        dx_rows16(rows, a0, dy_p, B, rows_out, c, std::make_integer_sequence<int, kRows16>{});
+        by_rows<kRows16>(rows, [&](auto R) {
+          dx_tile16<decltype(R)::value>(a0, dy_p, B, rows_out, c);
+        });
       for (int64_t r0 = 0; c < B && r0 < rows; r0 += kRows) {  // the last columns
         const int part = std::min<int>(kRows, rows - static_cast<int>(r0));
         for (int r = 0; r < part; ++r) {
