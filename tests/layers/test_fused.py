@@ -250,6 +250,33 @@ def test_forward_and_kernel_gradient_do_not_depend_on_the_thread_count(rng):
                 np.testing.assert_array_equal(got, want, err_msg=f"{name}, {shape}")
 
 
+@pytest.mark.parametrize(
+    "batch, spatial, channels, pads",
+    [
+        (32, (9, 11), 16, (0, 0, 0, 0)),  # whole tiles, no padding
+        (13, (7, 5), 3, (1, 2, 2, 1)),  # images and cells not whole tiles, uneven padding
+        (9, (1, 23), 5, (0, 0, 3, 0)),  # 1D: left padding only
+    ],
+)
+def test_input_layout_and_padding_are_numpys(batch, spatial, channels, pads, rng):
+    """The kernel lays out and pads the layer's input `(B, *spatial, C)` as the passes' cells
+    `(*padded, C, B)`, and turns the cells' gradient back, padding dropped, as NumPy's
+    transpose and pad do."""
+    top, bottom, left, right = pads
+    x = rng.normal(size=(batch, *spatial, channels)).astype("float32")
+    want = np.pad(x.transpose(1, 2, 3, 0), [(top, bottom), (left, right), (0, 0), (0, 0)])
+    h, w = want.shape[:2]
+    geo = np.array([batch, h, w, channels, 1, 1, 1, 1, 1, 1, 1, 1, 1], np.int64)
+    lib, pads = fused.library(), np.array(pads, np.int64)
+    cells = fused.aligned_empty(want.shape)
+    cells[...] = np.nan  # every cell, padding included, must be written
+    lib.zoo_lc_to_cells(*_pointers(geo, pads, x, cells))
+    np.testing.assert_array_equal(cells, want)
+    back = fused.aligned_empty(x.shape)
+    lib.zoo_lc_from_cells(*_pointers(geo, pads, cells, back))
+    np.testing.assert_array_equal(back, x)
+
+
 def test_results_stay_valid_while_later_calls_run(rng):
     """Result buffers are reused only once TensorFlow has released them: an output kept
     alive is not overwritten by the next call."""

@@ -1,8 +1,9 @@
 """The fused CPU kernel behind the locally connected layers (TensorFlow backend, optional).
 
 `kernels/locally_connected.cc` computes the forward pass, the kernel gradient and the input
-gradient straight from the padded channels_last input and the legacy kernel layout, one
-register-tiled product per position, with no patch tensor and no per-offset op. It is
+gradient straight from the layer's channels_last input (which it pads and lays out itself)
+and the legacy kernel layout, one register-tiled product per position, with no patch tensor
+and no per-offset op. It is
 compiled on first use with the system C++ compiler (`$CXX`, default `g++`; `-O3
 -march=native -fopenmp`) into `$XDG_CACHE_HOME/zoo/kernels/` (`~/.cache/zoo/kernels`),
 keyed by the source, the compiler and the CPU, and loaded with `ctypes`. TensorFlow calls
@@ -123,6 +124,8 @@ def library() -> ctypes.CDLL | None:
         (lib.zoo_lc_forward, 4),  # x, kernel, bias (or NULL), outputs
         (lib.zoo_lc_kernel_gradient, 4),  # x, upstream, kernel gradient, bias gradient (or NULL)
         (lib.zoo_lc_input_gradient, 3),  # upstream, kernel, input gradient
+        (lib.zoo_lc_to_cells, 3),  # pads, the layer's input, the padded cells
+        (lib.zoo_lc_from_cells, 3),  # pads, the cells' gradient, the input gradient
     ):
         fn.argtypes = [ctypes.c_void_p] * (1 + arrays)  # the geometry first
         fn.restype = None
@@ -173,6 +176,12 @@ def geometry(layer, padded_spatial) -> np.ndarray:
     )
 
 
+def pads(layer) -> np.ndarray:
+    """`layer`'s padding as the kernel's int64 (top, bottom, left, right)."""
+    spatial = [(0, 0), *layer._pads] if layer.rank == 1 else layer._pads
+    return np.array([size for pair in spatial for size in pair], np.int64)
+
+
 def aligned_empty(shape: tuple[int, ...]) -> np.ndarray:
     """An uninitialised float32 array starting on a 64-byte boundary, as TensorFlow's tensors
     do (NumPy's own start 16 bytes past one, so every 64-byte vector load would straddle two
@@ -216,55 +225,81 @@ def _call(fn, geo: np.ndarray, batch: int, *arrays: np.ndarray | None) -> None:
     fn(geo.ctypes.data, *(None if a is None else a.ctypes.data for a in arrays))
 
 
+def _cells_shape(geo: np.ndarray, batch: int) -> tuple[int, ...]:
+    """The padded cells `(H, W, C, batch)` (1D: `(W, C, batch)`) of geometry `geo`."""
+    h, w, c = (int(v) for v in geo[1:4])
+    return (w, c, batch) if h == 1 else (h, w, c, batch)
+
+
 def forward(
-    geo: np.ndarray, x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None = None
-) -> np.ndarray:
-    """`(batch, positions, filters)` outputs of the padded input `x` `(*spatial, C, batch)`,
-    plus `bias` `(positions, filters)` if given."""
+    geo: np.ndarray,
+    pads: np.ndarray,
+    x: np.ndarray,
+    kernel: np.ndarray,
+    bias: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(batch, positions, filters)` outputs of the layer's input `x` `(batch, *spatial, C)`,
+    plus `bias` `(positions, filters)` if given, and the padded cells `(*padded, C, batch)`
+    the passes read (kept for the gradients)."""
     x, kernel = np.ascontiguousarray(x), np.ascontiguousarray(kernel)
     bias = None if bias is None else np.ascontiguousarray(bias)
-    batch = x.shape[-1]
+    lib, batch = library(), x.shape[0]
+    cells = _buffers.get(_cells_shape(geo, batch))
+    _call(lib.zoo_lc_to_cells, geo, batch, pads, x, cells)
     outputs = _buffers.get((batch, kernel.shape[0], kernel.shape[2]))
-    _call(library().zoo_lc_forward, geo, batch, x, kernel, bias, outputs)
-    return outputs
+    _call(lib.zoo_lc_forward, geo, batch, cells, kernel, bias, outputs)
+    return outputs, cells
 
 
 def gradients(
-    geo: np.ndarray, x: np.ndarray, kernel: np.ndarray, upstream: np.ndarray, bias: bool
+    geo: np.ndarray,
+    pads: np.ndarray,
+    cells: np.ndarray,
+    kernel: np.ndarray,
+    upstream: np.ndarray,
+    input_shape: tuple[int, ...],
+    bias: bool,
 ) -> tuple[np.ndarray, ...]:
-    """Input, kernel (and, if `bias`, bias) gradients for `upstream` `(batch, positions,
-    filters)`."""
-    x, kernel = np.ascontiguousarray(x), np.ascontiguousarray(kernel)
+    """Input (`input_shape`), kernel (and, if `bias`, bias) gradients for `upstream`
+    `(batch, positions, filters)`, from the padded cells of the forward pass."""
+    cells, kernel = np.ascontiguousarray(cells), np.ascontiguousarray(kernel)
     upstream = np.ascontiguousarray(upstream)
-    lib, batch = library(), x.shape[-1]
-    x_grad = _buffers.get(x.shape)  # zeroed by the kernel
+    lib, batch = library(), cells.shape[-1]
+    cells_grad = _buffers.get(cells.shape)  # zeroed by the kernel
+    x_grad = _buffers.get((batch, *input_shape[1:]))
     kernel_grad = _buffers.get(kernel.shape)
     bias_grad = _buffers.get((kernel.shape[0], kernel.shape[2])) if bias else None
-    _call(lib.zoo_lc_input_gradient, geo, batch, upstream, kernel, x_grad)
-    _call(lib.zoo_lc_kernel_gradient, geo, batch, x, upstream, kernel_grad, bias_grad)
+    _call(lib.zoo_lc_input_gradient, geo, batch, upstream, kernel, cells_grad)
+    _call(lib.zoo_lc_from_cells, geo, batch, pads, cells_grad, x_grad)
+    _call(lib.zoo_lc_kernel_gradient, geo, batch, cells, upstream, kernel_grad, bias_grad)
     return (x_grad, kernel_grad) if bias_grad is None else (x_grad, kernel_grad, bias_grad)
 
 
-def local_matmul(x, kernel, bias, geo: np.ndarray):
-    """TensorFlow op: `(batch, positions, filters)` outputs of the padded input `x`
-    `(*spatial, C, batch)`, the kernel and the bias `(positions, filters)` (or None), with
-    their gradients, all by the fused kernel."""
+def local_matmul(x, kernel, bias, geo: np.ndarray, pads: np.ndarray):
+    """TensorFlow op: `(batch, positions, filters)` outputs of the layer's input `x`
+    `(batch, *spatial, C)` (padded by `pads` inside), the kernel and the bias `(positions,
+    filters)` (or None), with their gradients, all by the fused kernel."""
     import tensorflow as tf
 
-    out_shape = (x.shape[-1], kernel.shape[0], kernel.shape[2])
+    batch = x.shape[0]
+    out_shape = (batch, kernel.shape[0], kernel.shape[2])
     has_bias = bias is not None
 
     @tf.custom_gradient
     def fused(x, kernel, *bias):
-        outputs = tf.numpy_function(
-            functools.partial(forward, geo), [x, kernel, *bias], tf.float32, stateful=False
+        outputs, cells = tf.numpy_function(
+            functools.partial(forward, geo, pads),
+            [x, kernel, *bias],
+            [tf.float32, tf.float32],
+            stateful=False,
         )
         outputs.set_shape(out_shape)
+        cells.set_shape(_cells_shape(geo, batch))
 
         def grad(upstream):
             grads = tf.numpy_function(
-                functools.partial(gradients, geo, bias=has_bias),
-                [x, kernel, upstream],
+                functools.partial(gradients, geo, pads, input_shape=tuple(x.shape), bias=has_bias),
+                [cells, kernel, upstream],
                 [tf.float32] * (3 if has_bias else 2),
                 stateful=False,
             )

@@ -306,14 +306,12 @@ class BaseLocallyConnected(keras.layers.Layer):
 
     def _fused_matmul(self, inputs):
         """`(batch, *out, F)` outputs of the fused CPU kernel (`zoo.layers.fused`)."""
-        x = ops.transpose(inputs, (*range(1, self.rank + 2), 0))  # (*spatial, C, batch)
-        if self._padding_needed:
-            x = ops.pad(x, [*self._pads, (0, 0), (0, 0)])
         # Reshapes read the variables into tensors (custom_gradient must not see variables).
         kernel = ops.reshape(self.kernel, self.kernel.shape)
         bias = ops.reshape(self.bias, (self._positions, self.filters)) if self.use_bias else None
         geometry = fused.geometry(self, self._padded_spatial)
-        outputs = fused.local_matmul(x, kernel, bias, geometry)  # (batch, P, F), bias added
+        # (batch, P, F), bias added; the kernel pads and lays out the input itself
+        outputs = fused.local_matmul(inputs, kernel, bias, geometry, fused.pads(self))
         return ops.reshape(outputs, (-1, *self.output_size, self.filters))
 
     def _group_kernel(self, kernel, first: int, count: int):

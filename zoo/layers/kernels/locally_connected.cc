@@ -1,11 +1,13 @@
 // Fused CPU kernels of the locally connected layers: forward, kernel gradient, input gradient.
 //
-// Layout (what zoo.layers.fused passes): the padded input batch-innermost, x (H, W, C, B);
-// the legacy kernel w (P, K, F), K = KH * KW * C in patch order (kh, kw, c); outputs and
-// upstream gradients batch-major, (B, P, F), as TensorFlow holds them; P = OH * OW positions
-// row-major. 1D layers are H = KH = 1. Each pass turns one position's (F, B) block of
-// outputs or upstream gradients between the two layouts in a per-thread scratch that stays
-// in the L1 cache, so no pass over memory is spent on layout changes of those tensors.
+// Layout: the passes read the padded input batch-innermost, x (H, W, C, B) ("cells"), which
+// zoo_lc_to_cells makes from the layer's own (B, IH, IW, C) input (and zoo_lc_from_cells
+// turns the input gradient back); the legacy kernel w (P, K, F), K = KH * KW * C in patch
+// order (kh, kw, c); outputs and upstream gradients batch-major, (B, P, F), as TensorFlow
+// holds them; P = OH * OW positions row-major. 1D layers are H = KH = 1. Each pass turns
+// one position's (F, B) block of outputs or upstream gradients between the two layouts in a
+// per-thread scratch that stays in the L1 cache, so no pass over memory is spent on layout
+// changes of those tensors.
 //
 // Patch element k of position p is the input cell base(p) + rel[k] (a row of B floats),
 // base(p) = (oy * SH * W + ox * SW) * C, rel[k] = (i * DH * W + j * DW) * C + c: the same
@@ -545,6 +547,40 @@ void zoo_lc_kernel_gradient(const int64_t* geometry, const float* x, const float
         kernel_gradient_at<1>(g, cells.data(), x, dy, dw, db, p, dy_p);
     }
   }
+}
+
+// The layer's input x (B, IH, IW, C) as the passes' padded cells (H, W, C, B), zeros in the
+// padding (pads: top, bottom, left, right; a 1D layer's top and bottom are 0): each image's
+// row of IW * C floats turned into IW * C rows of B, in register tiles. TensorFlow's own
+// transpose moved these tensors at 1-2 GB/s (a third of L5's and L6's fwd+bwd).
+void zoo_lc_to_cells(const int64_t* geometry, const int64_t* pads, const float* x, float* cells) {
+  const Geometry g = unpack(geometry);
+  const int64_t IH = g.H - pads[0] - pads[1], IW = g.W - pads[2] - pads[3];
+  const int64_t row = IW * g.C, line = g.W * g.C * g.B, left = pads[2] * g.C * g.B;
+#pragma omp parallel for schedule(static)
+  for (int64_t y = 0; y < g.H; ++y) {
+    float* const out = cells + y * line;
+    const int64_t iy = y - pads[0];
+    if (iy < 0 || iy >= IH) {
+      std::memset(out, 0, sizeof(float) * line);
+      continue;
+    }
+    std::memset(out, 0, sizeof(float) * left);
+    std::memset(out + left + row * g.B, 0, sizeof(float) * (line - left - row * g.B));
+    turn<false>(x + iy * row, IH * row, g.B, row, out + left, g.B, nullptr);
+  }
+}
+
+// The cells' gradient (H, W, C, B) back in the layer's input layout (B, IH, IW, C), the
+// padding dropped: the inverse of zoo_lc_to_cells.
+void zoo_lc_from_cells(const int64_t* geometry, const int64_t* pads, const float* cells,
+                       float* x) {
+  const Geometry g = unpack(geometry);
+  const int64_t IH = g.H - pads[0] - pads[1], IW = g.W - pads[2] - pads[3], row = IW * g.C;
+#pragma omp parallel for schedule(static)
+  for (int64_t iy = 0; iy < IH; ++iy)
+    turn<false>(cells + ((iy + pads[0]) * g.W + pads[2]) * g.C * g.B, g.B, row, g.B,
+                x + iy * row, IH * row, nullptr);
 }
 
 // dx: zeroed, then every position's terms added, in stripes (see in_stripes).
