@@ -192,7 +192,8 @@ def _passes(lib, geometry, x, kernel, bias, dy) -> tuple[np.ndarray, ...]:
 def test_other_instruction_sets_match_the_native_build(march, needs, tmp_path, rng):
     """The kernel built for AVX2 (8-float tiles and transposes) and for plain x86-64 (the
     generic transposes, no streaming stores) gives what the native build gives, on shapes
-    whose filters and images are not whole numbers of vectors."""
+    whose filters and images are not whole numbers of vectors, and lays out the input as
+    NumPy does."""
     if platform.machine() != "x86_64" or not needs <= set(machine.cpu()[1]):
         pytest.skip(f"this CPU cannot run a -march={march} build")
     flags = [f"-march={march}" if f == "-march=native" else f for f in fused.FLAGS]
@@ -222,6 +223,16 @@ def test_other_instruction_sets_match_the_native_build(march, needs, tmp_path, r
                 atol=1e-5 * np.abs(want).max(),  # without FMA (x86-64), other roundings
                 err_msg=f"{what}, b={b} f={f}",
             )
+    x = rng.normal(size=(13, 7, 5, 3)).astype("float32")  # not whole tiles, uneven padding
+    geo = np.array([13, 10, 8, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1], np.int64)
+    pads = np.array([1, 2, 2, 1], np.int64)
+    for name, lib in builds.items():
+        cells, back = fused.aligned_empty((10, 8, 3, 13)), fused.aligned_empty(x.shape)
+        lib.zoo_lc_to_cells(*_pointers(geo, pads, x, cells))
+        lib.zoo_lc_from_cells(*_pointers(geo, pads, cells, back))
+        np.testing.assert_array_equal(back, x, err_msg=name)
+        np.testing.assert_array_equal(cells[1:8, 2:7], x.transpose(1, 2, 3, 0), err_msg=name)
+        assert np.count_nonzero(cells) == x.size, f"{name}: the padding is not zero"
 
 
 def test_forward_and_kernel_gradient_do_not_depend_on_the_thread_count(rng):
