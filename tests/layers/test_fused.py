@@ -266,7 +266,8 @@ def test_forward_and_kernel_gradient_do_not_depend_on_the_thread_count(rng):
     [
         (32, (9, 11), 16, (0, 0, 0, 0)),  # whole tiles, no padding
         (13, (7, 5), 3, (1, 2, 2, 1)),  # images and cells not whole tiles, uneven padding
-        (9, (1, 23), 5, (0, 0, 3, 0)),  # 1D: left padding only
+        (9, (1, 23), 5, (0, 0, 3, 0)),  # 1D: left padding only; rows cut in pieces
+        (7, (1, 30), 4, (1, 1, 0, 2)),  # padding rows cut in pieces too
     ],
 )
 def test_input_layout_and_padding_are_numpys(batch, spatial, channels, pads, rng):

@@ -488,6 +488,18 @@ void in_stripes(const Geometry& g, Visit visit) {
   }
 }
 
+// Runs visit(y, c0, c1) over rows y < rows of n floats, cut into pieces [c0, c1) (whole
+// vectors) so that every thread gets some even when there are few rows (a 1D layer has one).
+template <class Visit>
+void by_pieces(int64_t rows, int64_t n, Visit visit) {
+  const int64_t cuts = std::max<int64_t>(1, (2 * omp_get_max_threads() + rows - 1) / rows);
+  const int64_t L = kLanes<vec>, piece = ((n + cuts - 1) / cuts + L - 1) / L * L;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t y = 0; y < rows; ++y)
+    for (int64_t c = 0; c < cuts; ++c)
+      if (c * piece < n) visit(y, c * piece, std::min(n, (c + 1) * piece));
+}
+
 }  // namespace
 
 extern "C" {
@@ -552,23 +564,22 @@ void zoo_lc_kernel_gradient(const int64_t* geometry, const float* x, const float
 // The layer's input x (B, IH, IW, C) as the passes' padded cells (H, W, C, B), zeros in the
 // padding (pads: top, bottom, left, right; a 1D layer's top and bottom are 0): each image's
 // row of IW * C floats turned into IW * C rows of B, in register tiles. TensorFlow's own
-// transpose moved these tensors at 1-2 GB/s (a third of L5's and L6's fwd+bwd).
+// transpose and pad ops cost the layer 1.1-1.2x in the forward pass at L5 and L6.
 void zoo_lc_to_cells(const int64_t* geometry, const int64_t* pads, const float* x, float* cells) {
   const Geometry g = unpack(geometry);
   const int64_t IH = g.H - pads[0] - pads[1], IW = g.W - pads[2] - pads[3];
   const int64_t row = IW * g.C, line = g.W * g.C * g.B, left = pads[2] * g.C * g.B;
-#pragma omp parallel for schedule(static)
-  for (int64_t y = 0; y < g.H; ++y) {
+  by_pieces(g.H, row, [&](int64_t y, int64_t c0, int64_t c1) {
     float* const out = cells + y * line;
     const int64_t iy = y - pads[0];
-    if (iy < 0 || iy >= IH) {
-      std::memset(out, 0, sizeof(float) * line);
-      continue;
+    if (iy < 0 || iy >= IH) {  // a padding row, zeroed by its pieces
+      std::memset(out + left + c0 * g.B, 0, sizeof(float) * (c1 - c0) * g.B);
+    } else {
+      turn<false>(x + iy * row + c0, IH * row, g.B, c1 - c0, out + left + c0 * g.B, g.B, nullptr);
     }
-    std::memset(out, 0, sizeof(float) * left);
-    std::memset(out + left + row * g.B, 0, sizeof(float) * (line - left - row * g.B));
-    turn<false>(x + iy * row, IH * row, g.B, row, out + left, g.B, nullptr);
-  }
+    if (c0 == 0) std::memset(out, 0, sizeof(float) * left);  // the left and right padding
+    if (c1 == row) std::memset(out + left + row * g.B, 0, sizeof(float) * (line - left - row * g.B));
+  });
 }
 
 // The cells' gradient (H, W, C, B) back in the layer's input layout (B, IH, IW, C), the
@@ -577,10 +588,10 @@ void zoo_lc_from_cells(const int64_t* geometry, const int64_t* pads, const float
                        float* x) {
   const Geometry g = unpack(geometry);
   const int64_t IH = g.H - pads[0] - pads[1], IW = g.W - pads[2] - pads[3], row = IW * g.C;
-#pragma omp parallel for schedule(static)
-  for (int64_t iy = 0; iy < IH; ++iy)
-    turn<false>(cells + ((iy + pads[0]) * g.W + pads[2]) * g.C * g.B, g.B, row, g.B,
-                x + iy * row, IH * row, nullptr);
+  by_pieces(IH, row, [&](int64_t iy, int64_t c0, int64_t c1) {
+    const float* const in = cells + ((iy + pads[0]) * g.W + pads[2]) * g.C * g.B;
+    turn<false>(in + c0 * g.B, g.B, c1 - c0, g.B, x + iy * row + c0, IH * row, nullptr);
+  });
 }
 
 // dx: zeroed, then every position's terms added, in stripes (see in_stripes).
