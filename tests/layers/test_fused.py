@@ -175,6 +175,21 @@ def _operands(b, spatial, c, kernel_size, s, f, rng):
     )
 
 
+def _layout_round_trip(lib, x, pads) -> tuple[np.ndarray, np.ndarray]:
+    """The padded cells `(H, W, C, B)` that `lib` makes of `x` `(B, h, w, C)` with `pads`
+    (top, bottom, left, right), written over NaN (every cell, padding included, must be
+    written), and `lib`'s input layout of those cells again."""
+    (batch, h, w, channels), (top, bottom, left, right) = x.shape, pads
+    shape = (h + top + bottom, w + left + right, channels, batch)
+    geo = np.array([batch, *shape[:3], 1, 1, 1, 1, 1, 1, 1, 1, 1], np.int64)
+    pads = np.array(pads, np.int64)
+    cells, back = fused.aligned_empty(shape), fused.aligned_empty(x.shape)
+    cells[...] = np.nan
+    lib.zoo_lc_to_cells(*_pointers(geo, pads, x, cells))
+    lib.zoo_lc_from_cells(*_pointers(geo, pads, cells, back))
+    return cells, back
+
+
 def _passes(lib, geometry, x, kernel, bias, dy) -> tuple[np.ndarray, ...]:
     """y, dw, db, dx by the three passes of the kernel library `lib`."""
     y, dw, db, dx = (  # aligned as TensorFlow's: the streaming stores apply
@@ -224,12 +239,8 @@ def test_other_instruction_sets_match_the_native_build(march, needs, tmp_path, r
                 err_msg=f"{what}, b={b} f={f}",
             )
     x = rng.normal(size=(13, 7, 5, 3)).astype("float32")  # not whole tiles, uneven padding
-    geo = np.array([13, 10, 8, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1], np.int64)
-    pads = np.array([1, 2, 2, 1], np.int64)
     for name, lib in builds.items():
-        cells, back = fused.aligned_empty((10, 8, 3, 13)), fused.aligned_empty(x.shape)
-        lib.zoo_lc_to_cells(*_pointers(geo, pads, x, cells))
-        lib.zoo_lc_from_cells(*_pointers(geo, pads, cells, back))
+        cells, back = _layout_round_trip(lib, x, (1, 2, 2, 1))
         np.testing.assert_array_equal(back, x, err_msg=name)
         np.testing.assert_array_equal(cells[1:8, 2:7], x.transpose(1, 2, 3, 0), err_msg=name)
         assert np.count_nonzero(cells) == x.size, f"{name}: the padding is not zero"
@@ -277,15 +288,8 @@ def test_input_layout_and_padding_are_numpys(batch, spatial, channels, pads, rng
     top, bottom, left, right = pads
     x = rng.normal(size=(batch, *spatial, channels)).astype("float32")
     want = np.pad(x.transpose(1, 2, 3, 0), [(top, bottom), (left, right), (0, 0), (0, 0)])
-    h, w = want.shape[:2]
-    geo = np.array([batch, h, w, channels, 1, 1, 1, 1, 1, 1, 1, 1, 1], np.int64)
-    lib, pads = fused.library(), np.array(pads, np.int64)
-    cells = fused.aligned_empty(want.shape)
-    cells[...] = np.nan  # every cell, padding included, must be written
-    lib.zoo_lc_to_cells(*_pointers(geo, pads, x, cells))
+    cells, back = _layout_round_trip(fused.library(), x, pads)
     np.testing.assert_array_equal(cells, want)
-    back = fused.aligned_empty(x.shape)
-    lib.zoo_lc_from_cells(*_pointers(geo, pads, cells, back))
     np.testing.assert_array_equal(back, x)
 
 
