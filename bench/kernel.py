@@ -14,8 +14,10 @@ with the bias gradient, as the layer calls them.
 
     python bench/kernel.py --baseline 7b4b6c8 --cases L4_b32,L5_b32,L6_b32,1d_b32 --rounds 9
     python bench/kernel.py --baseline 7b4b6c8 --march haswell   # both built for AVX2 + FMA
+    python bench/kernel.py --baseline HEAD --baseline-march haswell   # AVX-512 vs AVX2, one source
 
-`--march` replaces `-march=native`, so an AVX-512 machine can also time the AVX2 build.
+`--march` replaces `-march=native` (for both builds, unless `--baseline-march` gives the
+revision's its own), so an AVX-512 machine can also time the AVX2 build.
 """
 
 from __future__ import annotations
@@ -112,8 +114,10 @@ def main() -> None:
     parser.add_argument("--cases", default="L4_b32")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--march", default="native", help="GCC -march for both builds")
+    parser.add_argument("--baseline-march", help="GCC -march of the revision's build (--march)")
     parser.add_argument("--json", help="write the results here as well")
     args = parser.parse_args()
+    marches = (args.march, args.baseline_march or args.march)
     relative = fused.SOURCE.relative_to(ROOT)
     sources = {"this": fused.SOURCE.read_text()}
     sources[args.baseline] = subprocess.run(
@@ -127,11 +131,16 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         libraries = {
-            version: build(source, Path(scratch) / f"{label}.so", args.march)
-            for (version, source), label in zip(sources.items(), ("this", "baseline"), strict=True)
+            version: build(source, Path(scratch) / f"{label}.so", march)
+            for (version, source), label, march in zip(
+                sources.items(), ("this", "baseline"), marches, strict=True
+            )
         }
         rng = np.random.default_rng(0)
-        print(f"Machine: {machine.describe()}; built with -march={args.march}")
+        print(
+            f"Machine: {machine.describe()}; this built with -march={marches[0]}, "
+            f"{args.baseline} with -march={marches[1]}"
+        )
         for name in args.cases.split(","):
             case = by_name[name]
             if case.padding != "valid":
@@ -177,7 +186,8 @@ def main() -> None:
     if args.json:
         record = {
             "machine": machine.describe(),
-            "march": args.march,
+            "march": marches[0],
+            "baseline_march": marches[1],
             "baseline": args.baseline,
             "rows": results,
         }

@@ -246,6 +246,40 @@ def test_other_instruction_sets_match_the_native_build(march, needs, tmp_path, r
         assert np.count_nonzero(cells) == x.size, f"{name}: the padding is not zero"
 
 
+@pytest.mark.parametrize(
+    "shape", [(4, (30, 30), 16, (9, 9), 1, 16), (8, (1, 600), 16, (1, 9), 1, 32)], ids=["2d", "1d"]
+)
+def test_kernel_gradient_into_an_unaligned_output(shape, rng):
+    """The kernel gradient's rows go out by non-temporal stores where the CPU gains from them
+    (outputs of 8 MiB and more: 40 and 11 MB here), which need 64-byte aligned rows: into an
+    output 4 bytes past a boundary (a NumPy array, not TensorFlow's) the pass takes regular
+    stores and gives the same bits."""
+    lib = fused.library()
+    geometry, x, kernel, _, dy = _operands(*shape, rng)
+    aligned = fused.aligned_empty(kernel.shape)
+    raw = fused.aligned_empty((kernel.size + 1,))
+    unaligned = raw[1:].reshape(kernel.shape)
+    assert unaligned.ctypes.data % 64 == 4
+    for out in (aligned, unaligned):
+        out[...] = np.nan
+        lib.zoo_lc_kernel_gradient(*_pointers(geometry, x, dy, out), ctypes.c_void_p(None))
+    np.testing.assert_array_equal(unaligned, aligned)
+    want = np.einsum("pkb,bpf->pkf", _patches(geometry, x), dy)
+    np.testing.assert_allclose(aligned, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def _patches(geometry: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """`(P, K, B)` patches of the cells `x` `(H, W, C, B)` (valid, undilated), by NumPy."""
+    _, _, _, c, oh, ow, kh, kw, sh, sw, *_ = (int(v) for v in geometry)
+    return np.stack(
+        [
+            x[i * sh : i * sh + kh, j * sw : j * sw + kw].reshape(kh * kw * c, -1)
+            for i in range(oh)
+            for j in range(ow)
+        ]
+    )
+
+
 def test_forward_and_kernel_gradient_do_not_depend_on_the_thread_count(rng):
     """As the kernel's source says: the forward pass and the kernel gradient (pairs of
     positions included) give the same bits with 1 and 3 OpenMP threads; the input gradient,

@@ -18,7 +18,8 @@
 // rows; else 8-float AVX2 vectors, 6 rows; the width changes no sum's order, as each column
 // is one lane); in the kernel gradient, two neighbouring positions share the broadcast rows
 // of the cells both patches hold (`pair_tile`); the input gradient of 16 filters takes up
-// to 14 rows (`dx_tile16`). Threads split the positions: one each (or a
+// to 14 rows (`dx_tile16`); on Zen 4 the kernel gradient's rows go out by non-temporal stores
+// (kStreamKernelGradient). Threads split the positions: one each (or a
 // pair) in the forward pass and the kernel gradient (each output element summed in a fixed
 // order, so these do not depend on the number of threads), stripes of them in the input
 // gradient.
@@ -235,9 +236,27 @@ struct Table {
   int64_t operator[](int64_t d) const { return offsets[d]; }
 };
 
+// How a tile writes its block: set, add to what is there, or set by non-temporal stores
+// (`stream`; rows 64-byte aligned, the caller's check) where the rows go far apart and are
+// not read soon (the kernel gradient, on the CPUs of kStreamKernelGradient).
+enum class Store { kSet, kAdd, kStream };
+
+// Non-temporal stores of the kernel gradient: on Zen 4 (a Zen core with AVX-512; GCC 12 calls
+// it znver3) they made that pass 1.07-1.13x faster at L4-L6 batch 32, same bits (the rows
+// are written once, and a regular store first reads each line); on the AVX-512 Xeon and on
+// Zen 3 they were 0.91-1.00x (bench/RESULTS.md, rounds 5-7 and 10).
+// Only for outputs larger than the caches hold: the lcn MNIST layer's 0.9 MB, which stays in
+// L2, ran 0.92x with them (its next reader then goes to memory).
+#if defined(__AVX512F__) && (defined(__znver3__) || defined(__znver4__) || defined(__znver5__))
+constexpr bool kStreamKernelGradient = true;
+#else
+constexpr bool kStreamKernelGradient = false;
+#endif
+constexpr int64_t kStreamMinBytes = int64_t{8} << 20;
+
 // out[r][c] (+)= sum_d a[r][ai[d]] * m[mi[d] + c] for columns c in [c0, c1): R rows
 // broadcast, columns in NV vectors V. Every pass is this product with other operands.
-template <class V, int R, int NV, bool ADD, class AI, class MI>
+template <class V, int R, int NV, Store S, class AI, class MI>
 void tile(const float* const* a, AI ai, const float* m, MI mi, int64_t depth, float* const* out) {
   constexpr int L = kLanes<V>;
   V acc[R][NV] = {};
@@ -256,8 +275,11 @@ void tile(const float* const* a, AI ai, const float* m, MI mi, int64_t depth, fl
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v)
-      store<V>(out[r] + L * v, ADD ? load<V>(out[r] + L * v) + acc[r][v] : acc[r][v]);
+    for (int v = 0; v < NV; ++v) {
+      if constexpr (S == Store::kAdd) store<V>(out[r] + L * v, load<V>(out[r] + L * v) + acc[r][v]);
+      else if constexpr (S == Store::kStream && std::is_same_v<V, vec>) stream(out[r] + L * v, acc[r][v]);
+      else store<V>(out[r] + L * v, acc[r][v]);
+    }
 }
 
 // visit(std::integral_constant<int, rows>{}) for 1 <= rows <= Max: a tile has one instance per
@@ -271,7 +293,7 @@ inline void by_rows(int rows, Visit visit) {
   by_rows(rows, visit, std::make_integer_sequence<int, Max>{});
 }
 
-template <class V, int NV, bool ADD, class AI, class MI>
+template <class V, int NV, Store S, class AI, class MI>
 int64_t tiles(int rows, const float* const* a, AI ai, const float* m, MI mi, int64_t depth,
               int64_t c, int64_t c1, float* const* out) {
   constexpr int64_t width = NV * kLanes<V>;
@@ -279,7 +301,7 @@ int64_t tiles(int rows, const float* const* a, AI ai, const float* m, MI mi, int
   for (; c + width <= c1; c += width) {
     for (int r = 0; r < rows; ++r) shifted[r] = out[r] + c;
     by_rows<kRows>(rows, [&](auto R) {
-      tile<V, decltype(R)::value, NV, ADD>(a, ai, m + c, mi, depth, shifted);
+      tile<V, decltype(R)::value, NV, S>(a, ai, m + c, mi, depth, shifted);
     });
   }
   return c;
@@ -287,17 +309,17 @@ int64_t tiles(int rows, const float* const* a, AI ai, const float* m, MI mi, int
 
 // The product for `rows` rows over columns [c0, c1): tiles of two vectors, of one, of
 // 8 floats (AVX-512), then scalars.
-template <bool ADD, class AI, class MI>
+template <Store S, class AI, class MI>
 void product(int rows, const float* const* a, AI ai, const float* m, MI mi, int64_t depth,
              int64_t c0, int64_t c1, float* const* out) {
-  int64_t c = tiles<vec, 2, ADD>(rows, a, ai, m, mi, depth, c0, c1, out);
-  c = tiles<vec, 1, ADD>(rows, a, ai, m, mi, depth, c, c1, out);
-  if constexpr (kLanes<vec> > 8) c = tiles<v8, 1, ADD>(rows, a, ai, m, mi, depth, c, c1, out);
+  int64_t c = tiles<vec, 2, S>(rows, a, ai, m, mi, depth, c0, c1, out);
+  c = tiles<vec, 1, S>(rows, a, ai, m, mi, depth, c, c1, out);
+  if constexpr (kLanes<vec> > 8) c = tiles<v8, 1, S>(rows, a, ai, m, mi, depth, c, c1, out);
   for (; c < c1; ++c)
     for (int r = 0; r < rows; ++r) {
       float s = 0.0f;
       for (int64_t d = 0; d < depth; ++d) s += a[r][ai[d]] * m[mi[d] + c];
-      out[r][c] = ADD ? out[r][c] + s : s;
+      out[r][c] = S == Store::kAdd ? out[r][c] + s : s;
     }
 }
 
@@ -305,7 +327,7 @@ void product(int rows, const float* const* a, AI ai, const float* m, MI mi, int6
 // sum_d a[r][d] * m0[d * stride + c] and out1[r][c] the same with m1, R rows by one vector of
 // columns. Each broadcast feeds two FMAs (one product alone: 11 loads for 10 FMAs, load-bound),
 // and every sum runs in the same order as in `tile`.
-template <int R>
+template <int R, Store S>
 void pair_tile(const float* const* a, const float* m0, const float* m1, int64_t stride,
                int64_t depth, float* const* out0, float* const* out1, int64_t c) {
   vec acc0[R] = {}, acc1[R] = {};
@@ -318,8 +340,13 @@ void pair_tile(const float* const* a, const float* m0, const float* m1, int64_t 
     }
   }
   for (int r = 0; r < R; ++r) {
-    store<vec>(out0[r] + c, acc0[r]);
-    store<vec>(out1[r] + c, acc1[r]);
+    if constexpr (S == Store::kStream) {
+      stream(out0[r] + c, acc0[r]);
+      stream(out1[r] + c, acc1[r]);
+    } else {
+      store<vec>(out0[r] + c, acc0[r]);
+      store<vec>(out1[r] + c, acc1[r]);
+    }
   }
 }
 
@@ -328,7 +355,7 @@ void pair_tile(const float* const* a, const float* m0, const float* m1, int64_t 
 // (n = 2: the cells both patches hold, see Geometry::shift, go through `pair_tile` once for
 // both); dy_p: n * B * F floats of scratch. Flattened: every tile inlined, as with one caller
 // (the tiles called out of line ran the 1D case 0.86x).
-template <int64_t n>
+template <int64_t n, Store S>
 [[gnu::flatten]] void kernel_gradient_at(const Geometry& g, const int64_t* cells, const float* x,
                                          const float* dy, float* dw, float* db, int64_t p,
                                          float* dy_p) {
@@ -355,7 +382,7 @@ template <int64_t n>
         a[r] = x_q + cells[k0 + r];
         out[r] = dw + ((p + q) * K + k0 + r) * F;
       }
-      product<false>(rows, a, Strided{1}, dy_p + q * F, Strided{n * F}, B, 0, F, out);
+      product<S>(rows, a, Strided{1}, dy_p + q * F, Strided{n * F}, B, 0, F, out);
     }
   };
   if constexpr (n == 1) {
@@ -377,11 +404,11 @@ template <int64_t n>
         }
         for (int64_t c = 0; c < whole; c += kLanes<vec>)
           by_rows<kRows>(rows, [&](auto R) {
-            pair_tile<decltype(R)::value>(a, dy_p, dy_p + F, 2 * F, B, out, out1, c);
+            pair_tile<decltype(R)::value, S>(a, dy_p, dy_p + F, 2 * F, B, out, out1, c);
           });
         if (whole < F) {
-          product<false>(rows, a, Strided{1}, dy_p, Strided{2 * F}, B, whole, F, out);
-          product<false>(rows, a, Strided{1}, dy_p + F, Strided{2 * F}, B, whole, F, out1);
+          product<Store::kSet>(rows, a, Strided{1}, dy_p, Strided{2 * F}, B, whole, F, out);
+          product<Store::kSet>(rows, a, Strided{1}, dy_p + F, Strided{2 * F}, B, whole, F, out1);
         }
       }
     }
@@ -442,7 +469,7 @@ void input_gradient_at(const Geometry& g, const int64_t* cells, int64_t step, co
           a[r] = a0 + (r0 + r) * 16;
           out[r] = rows_out[r0 + r];
         }
-        product<true>(part, a, Strided{1}, dy_p, Strided{B}, F, c, B, out);
+        product<Store::kAdd>(part, a, Strided{1}, dy_p, Strided{B}, F, c, B, out);
       }
     }
     return;
@@ -456,7 +483,7 @@ void input_gradient_at(const Geometry& g, const int64_t* cells, int64_t step, co
     }
     // The kernel rows 40 ahead, as in `tile` (22.9 -> 18.1 ms at L4 b32 on AVX-512).
     for (int64_t e = 0; e < rows * F; e += 16) __builtin_prefetch(a[0] + 40 * F + e);
-    product<true>(rows, a, Strided{1}, dy_p, Strided{B}, F, 0, B, out);
+    product<Store::kAdd>(rows, a, Strided{1}, dy_p, Strided{B}, F, 0, B, out);
   }
 }
 
@@ -527,7 +554,8 @@ void zoo_lc_forward(const int64_t* geometry, const float* x, const float* w, con
           a[r] = w + p * K * F + f0 + r;
           out[r] = y_p + (f0 + r) * B;
         }
-        product<false>(rows, a, Strided{F}, x + g.base(p) * B, Table{cells.data()}, K, 0, B, out);
+        product<Store::kSet>(rows, a, Strided{F}, x + g.base(p) * B, Table{cells.data()}, K, 0, B,
+                             out);
       }
       turn<true>(y_p, B, F, B, y + p * F, P * F, bias != nullptr ? bias + p * F : nullptr);
     }
@@ -547,18 +575,30 @@ void zoo_lc_kernel_gradient(const int64_t* geometry, const float* x, const float
   const int64_t n = g.shift() > 0 && g.F < 2 * kLanes<vec> ? 2 : 1;  // positions per unit
   const int64_t per_row = (g.OW + n - 1) / n;
   const Scratch scratch(n * g.B * g.F);
+  auto all = [&](auto store) {
+    constexpr Store S = decltype(store)::value;
 #pragma omp parallel
-  {
-    float* const dy_p = scratch.mine();
+    {
+      float* const dy_p = scratch.mine();
 #pragma omp for schedule(static)
-    for (int64_t u = 0; u < g.OH * per_row; ++u) {
-      const int64_t first = u % per_row * n, p = u / per_row * g.OW + first;
-      if (n == 2 && first + 1 < g.OW)
-        kernel_gradient_at<2>(g, cells.data(), x, dy, dw, db, p, dy_p);
-      else
-        kernel_gradient_at<1>(g, cells.data(), x, dy, dw, db, p, dy_p);
+      for (int64_t u = 0; u < g.OH * per_row; ++u) {
+        const int64_t first = u % per_row * n, p = u / per_row * g.OW + first;
+        if (n == 2 && first + 1 < g.OW)
+          kernel_gradient_at<2, S>(g, cells.data(), x, dy, dw, db, p, dy_p);
+        else
+          kernel_gradient_at<1, S>(g, cells.data(), x, dy, dw, db, p, dy_p);
+      }
+      if constexpr (S == Store::kStream) fence();
     }
-  }
+  };
+  // Every row of dw starts on a vector boundary: F whole vectors, dw itself aligned.
+  const bool aligned =
+      reinterpret_cast<uintptr_t>(dw) % sizeof(vec) == 0 && g.F % kLanes<vec> == 0;
+  const bool large = g.P() * g.K() * g.F * int64_t{sizeof(float)} >= kStreamMinBytes;
+  if (kStreamKernelGradient && aligned && large)
+    all(std::integral_constant<Store, Store::kStream>{});
+  else
+    all(std::integral_constant<Store, Store::kSet>{});
 }
 
 // The layer's input x (B, IH, IW, C) as the passes' padded cells (H, W, C, B), zeros in the
