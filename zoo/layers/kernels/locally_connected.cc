@@ -19,10 +19,9 @@
 // is one lane); in the kernel gradient, two neighbouring positions share the broadcast rows
 // of the cells both patches hold (`pair_tile`); the input gradient of 16 filters takes up
 // to 14 rows (`dx_tile16`); on Zen 4 the kernel gradient's rows go out by non-temporal stores
-// (kStreamKernelGradient). Threads split the positions: one each (or a
-// pair) in the forward pass and the kernel gradient (each output element summed in a fixed
-// order, so these do not depend on the number of threads), stripes of them in the input
-// gradient.
+// (kStreamKernelGradient). Threads split the positions: one each (or a pair) in the forward
+// pass and the kernel gradient (each output element summed in a fixed order, so these do not
+// depend on the number of threads), stripes of them in the input gradient.
 
 #include <algorithm>
 #include <array>
@@ -242,9 +241,9 @@ struct Table {
 enum class Store { kSet, kAdd, kStream };
 
 // Non-temporal stores of the kernel gradient: on Zen 4 (a Zen core with AVX-512; GCC 12 calls
-// it znver3) they made that pass 1.07-1.13x faster at L4-L6 batch 32, same bits (the rows
-// are written once, and a regular store first reads each line); on the AVX-512 Xeon and on
-// Zen 3 they were 0.91-1.00x (bench/RESULTS.md, rounds 5-7 and 10).
+// it znver3) they made that pass 1.18-1.30x faster at L4-L6 batch 32 and 1.04-1.07x at batch
+// 128, same bits (the rows are written once, and a regular store first reads each line); on
+// the AVX-512 Xeon and on Zen 3 they were 0.91-1.00x (bench/RESULTS.md, rounds 3-7 and 10).
 // Only for outputs larger than the caches hold: the lcn MNIST layer's 0.9 MB, which stays in
 // L2, ran 0.92x with them (its next reader then goes to memory).
 #if defined(__AVX512F__) && (defined(__znver3__) || defined(__znver4__) || defined(__znver5__))
@@ -276,9 +275,10 @@ void tile(const float* const* a, AI ai, const float* m, MI mi, int64_t depth, fl
   }
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) {
-      if constexpr (S == Store::kAdd) store<V>(out[r] + L * v, load<V>(out[r] + L * v) + acc[r][v]);
-      else if constexpr (S == Store::kStream && std::is_same_v<V, vec>) stream(out[r] + L * v, acc[r][v]);
-      else store<V>(out[r] + L * v, acc[r][v]);
+      float* const row = out[r] + L * v;
+      if constexpr (S == Store::kAdd) store<V>(row, load<V>(row) + acc[r][v]);
+      else if constexpr (S == Store::kStream && std::is_same_v<V, vec>) stream(row, acc[r][v]);
+      else store<V>(row, acc[r][v]);
     }
 }
 
