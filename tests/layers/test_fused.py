@@ -268,6 +268,38 @@ def test_kernel_gradient_into_an_unaligned_output(shape, rng):
     np.testing.assert_allclose(aligned, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("threads", [None, 3], ids=["default-threads", "3-threads"])
+def test_input_gradient_in_column_blocks(threads, rng):
+    """Where one output row's band of the input gradient (its patches' input rows, all
+    columns) is larger than the L2 cache, the pass takes the output columns in blocks: on a
+    band twice this machine's L2, with two kernel geometries (a block's patches overlap the
+    next block's), the result is NumPy's scatter of every position's product."""
+    lib = fused.library()
+    l2 = os.sysconf("SC_LEVEL2_CACHE_SIZE") if "SC_LEVEL2_CACHE_SIZE" in os.sysconf_names else 0
+    l2 = l2 if l2 > 0 else 1 << 20  # the kernel's own fallback
+    before = lib.omp_get_max_threads()
+    for b, h, c, (kh, kw), s, f in [(128, 8, 16, (5, 9), 1, 16), (64, 9, 8, (3, 4), 2, 24)]:
+        column = kh * c * b * 4  # bytes of one input column of a band
+        w = -(-2 * l2 // column) + kw  # the band of a whole row: twice the L2 cache
+        geometry, _, kernel, _, dy = _operands(b, (h, w), c, (kh, kw), s, f, rng)
+        oh, ow = int(geometry[4]), int(geometry[5])
+        dx = fused.aligned_empty((h, w, c, b))
+        if threads:
+            lib.omp_set_num_threads(threads)
+        try:
+            lib.zoo_lc_input_gradient(*_pointers(geometry, dy, kernel, dx))
+        finally:
+            lib.omp_set_num_threads(before)
+        want = np.zeros((h, w, c, b), np.float64)
+        for i in range(oh):
+            for j in range(ow):
+                p = i * ow + j
+                want[i * s : i * s + kh, j * s : j * s + kw] += (
+                    kernel[p].astype(np.float64) @ dy[:, p].T.astype(np.float64)
+                ).reshape(kh, kw, c, b)
+        np.testing.assert_allclose(dx, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
 def _patches(geometry: np.ndarray, x: np.ndarray) -> np.ndarray:
     """`(P, K, B)` patches of the cells `x` `(H, W, C, B)` (valid, undilated), by NumPy."""
     _, _, _, c, oh, ow, kh, kw, sh, sw, *_ = (int(v) for v in geometry)
@@ -283,7 +315,8 @@ def _patches(geometry: np.ndarray, x: np.ndarray) -> np.ndarray:
 def test_forward_and_kernel_gradient_do_not_depend_on_the_thread_count(rng):
     """As the kernel's source says: the forward pass and the kernel gradient (pairs of
     positions included) give the same bits with 1 and 3 OpenMP threads; the input gradient,
-    whose stripes depend on the thread count, gives the same bits twice with the same count."""
+    whose stripes depend on the thread count (and its column blocks on the L2 cache's
+    size), gives the same bits twice with the same count."""
     lib = fused.library()
     before = lib.omp_get_max_threads()
 
