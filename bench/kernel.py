@@ -15,6 +15,7 @@ with the bias gradient, as the layer calls them.
     python bench/kernel.py --baseline 7b4b6c8 --cases L4_b32,L5_b32,L6_b32,1d_b32 --rounds 9
     python bench/kernel.py --baseline 7b4b6c8 --march haswell   # both built for AVX2 + FMA
     python bench/kernel.py --baseline HEAD --baseline-march haswell   # AVX-512 vs AVX2, one source
+    OMP_NUM_THREADS=1 python bench/kernel.py --baseline HEAD --passes input_gradient   # one core
 
 `--march` replaces `-march=native` (for both builds, unless `--baseline-march` gives the
 revision's its own), so an AVX-512 machine can also time the AVX2 build.
@@ -113,10 +114,19 @@ def main() -> None:
     parser.add_argument("--baseline", required=True, help="git revision of the other source")
     parser.add_argument("--cases", default="L4_b32")
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument(
+        "--passes",
+        default=",".join(p.removeprefix("zoo_lc_") for p in PASSES),
+        help="comma-separated passes to time (forward, kernel_gradient, input_gradient)",
+    )
     parser.add_argument("--march", default="native", help="GCC -march for both builds")
     parser.add_argument("--baseline-march", help="GCC -march of the revision's build (--march)")
     parser.add_argument("--json", help="write the results here as well")
     args = parser.parse_args()
+    known = [p.removeprefix("zoo_lc_") for p in PASSES]
+    if unknown := set(args.passes.split(",")) - set(known):
+        parser.error(f"--passes: unknown {sorted(unknown)}; choose from {','.join(known)}")
+    passes = [f"zoo_lc_{name}" for name in args.passes.split(",")]
     marches = (args.march, args.baseline_march or args.march)
     relative = fused.SOURCE.relative_to(ROOT)
     sources = {"this": fused.SOURCE.read_text()}
@@ -137,9 +147,10 @@ def main() -> None:
             )
         }
         rng = np.random.default_rng(0)
+        threads = libraries["this"].omp_get_max_threads()  # OMP_NUM_THREADS, else the cores
         print(
             f"Machine: {machine.describe()}; this built with -march={marches[0]}, "
-            f"{args.baseline} with -march={marches[1]}"
+            f"{args.baseline} with -march={marches[1]}; {threads} OpenMP threads"
         )
         for name in args.cases.split(","):
             case = by_name[name]
@@ -148,15 +159,16 @@ def main() -> None:
             geo, a = arrays(case, rng)
             calls = {v: operands(a, batch_major(sources[v])) for v in libraries}
             flops = 2 * case.positions * case.patch_size * case.filters * case.batch
-            times = {(v, p): [] for v in libraries for p in PASSES}
+            times = {(v, p): [] for v in libraries for p in passes}
             for _ in range(args.rounds):
                 for version, library in libraries.items():
-                    for pass_, (arrays_, _) in calls[version].items():
+                    for pass_ in passes:
+                        arrays_ = calls[version][pass_][0]
                         pointers = [pointer(geo), *map(pointer, arrays_)]
                         start = time.perf_counter()
                         getattr(library, pass_)(*pointers)
                         times[(version, pass_)].append(time.perf_counter() - start)
-            for pass_ in PASSES:
+            for pass_ in passes:
                 row = {"case": name, "pass": pass_.removeprefix("zoo_lc_")}
                 for version in libraries:
                     spent = times[(version, pass_)]
@@ -189,6 +201,7 @@ def main() -> None:
             "march": marches[0],
             "baseline_march": marches[1],
             "baseline": args.baseline,
+            "threads": threads,
             "rows": results,
         }
         Path(args.json).write_text(json.dumps(record, indent=1))
