@@ -488,13 +488,14 @@ void input_gradient_at(const Geometry& g, const int64_t* cells, int64_t step, co
   }
 }
 
-// How many output columns the input gradient takes at a time down a stripe's rows: all of
-// them where the band of dx that one output row's patches cover ((KH - 1) * DH + 1 input rows)
-// fits the L2 cache, else equal blocks whose bands fit. Going down a block's rows, the band
-// rows the next output row shares are still in L2; with whole rows, a batch-128 band (L4: 4.6
-// MB, L5: 3.1 MB) had left the 1 MB L2 of Zen 4 by then, and each shared line of dx went to L3
-// and back (blocks: that pass 1.05-1.09x faster at L4/L5 batch 128, bench/RESULTS.md round 11).
-int64_t column_block(const Geometry& g) {
+// In how many blocks of output columns the input gradient goes down a stripe's rows: one
+// where the band of dx that an output row's patches cover ((KH - 1) * DH + 1 input rows, all
+// columns) fits the L2 cache, else as few equal blocks as have bands that fit. Going down a
+// block, the band's rows that the next output row shares are still in L2; going down whole
+// rows, a batch-128 band (L4: 4.6 MB, L5: 3.1 MB) had left Zen 4's 1 MiB L2 by then, and every
+// shared line of dx went to L3 and back, which costs when both cores do it (the pass 1.06x
+// faster at L4 batch 128 with two threads, 1.01x with one; bench/RESULTS.md, round 11).
+int64_t column_blocks(const Geometry& g) {
 #if defined(_SC_LEVEL2_CACHE_SIZE)
   const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);  // per core; 0 where the system cannot tell
 #else
@@ -505,7 +506,7 @@ int64_t column_block(const Geometry& g) {
   auto band = [&](int64_t cols) { return ((cols - 1) * g.SW + (g.KW - 1) * g.DW + 1) * column; };
   int64_t blocks = 1;
   while (blocks < g.OW && band((g.OW + blocks - 1) / blocks) > budget) ++blocks;
-  return (g.OW + blocks - 1) / blocks;
+  return blocks;
 }
 
 // Runs visit(p) for every position, in stripes that keep two threads from ever adding to the
@@ -515,7 +516,7 @@ int64_t column_block(const Geometry& g) {
 // only its own positions' kernel rows (the kernel streams from memory once, not once per
 // thread) and writes whole rows of B images. There are 2 stripes per thread where the layer is
 // tall enough, so the order in which an element of dx sums its terms depends on the number of
-// threads (OMP_NUM_THREADS) and the L2 cache's size (column_block), not on the run: the same
+// threads (OMP_NUM_THREADS) and the L2 cache's size (column_blocks), not on the run: the same
 // machine and settings give the same bits. A stripe of output rows goes block by block.
 template <class Visit>
 void in_stripes(const Geometry& g, Visit visit) {
@@ -528,14 +529,15 @@ void in_stripes(const Geometry& g, Visit visit) {
   const int64_t reach = std::max<int64_t>(1, (kernel - 1) * dilation / stride);
   const int64_t stripes = std::max<int64_t>(
       1, std::min<int64_t>(2 * omp_get_max_threads(), lines / reach));
-  const int64_t block = by_rows ? column_block(g) : across;
+  const int64_t blocks = by_rows ? column_blocks(g) : 1;
 #pragma omp parallel
   for (int64_t parity = 0; parity < 2; ++parity) {
 #pragma omp for schedule(dynamic, 1)
     for (int64_t s = parity; s < stripes; s += 2)
-      for (int64_t i0 = 0; i0 < across; i0 += block)
+      for (int64_t block = 0; block < blocks; ++block)
         for (int64_t line = s * lines / stripes; line < (s + 1) * lines / stripes; ++line)
-          for (int64_t i = i0; i < std::min(across, i0 + block); ++i) visit(line * across + i);
+          for (int64_t i = block * across / blocks; i < (block + 1) * across / blocks; ++i)
+            visit(line * across + i);
   }
 }
 
