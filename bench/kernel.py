@@ -45,6 +45,7 @@ from zoo import machine  # noqa: E402
 from zoo.layers import fused  # noqa: E402
 
 PASSES = ("zoo_lc_forward", "zoo_lc_kernel_gradient", "zoo_lc_input_gradient")
+PASS_NAMES = [p.removeprefix("zoo_lc_") for p in PASSES]  # as --passes names them
 
 
 def build(source: str, target: Path, march: str = "native") -> ctypes.CDLL:
@@ -116,17 +117,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument(
         "--passes",
-        default=",".join(p.removeprefix("zoo_lc_") for p in PASSES),
+        default=",".join(PASS_NAMES),
         help="comma-separated passes to time (forward, kernel_gradient, input_gradient)",
     )
     parser.add_argument("--march", default="native", help="GCC -march for both builds")
     parser.add_argument("--baseline-march", help="GCC -march of the revision's build (--march)")
     parser.add_argument("--json", help="write the results here as well")
     args = parser.parse_args()
-    known = [p.removeprefix("zoo_lc_") for p in PASSES]
-    if unknown := set(args.passes.split(",")) - set(known):
-        parser.error(f"--passes: unknown {sorted(unknown)}; choose from {','.join(known)}")
-    passes = [f"zoo_lc_{name}" for name in args.passes.split(",")]
+    names = args.passes.split(",")
+    if unknown := set(names) - set(PASS_NAMES):
+        parser.error(f"--passes: unknown {sorted(unknown)}; choose from {','.join(PASS_NAMES)}")
+    passes = [f"zoo_lc_{name}" for name in names]
     marches = (args.march, args.baseline_march or args.march)
     relative = fused.SOURCE.relative_to(ROOT)
     sources = {"this": fused.SOURCE.read_text()}

@@ -2,6 +2,7 @@
 and the stock computation, used where it should be and nowhere else, and a clean
 fallback when it cannot be built."""
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -268,35 +269,38 @@ def test_kernel_gradient_into_an_unaligned_output(shape, rng):
     np.testing.assert_allclose(aligned, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
+@contextlib.contextmanager
+def _omp_threads(lib, threads: int | None):
+    """`lib`'s passes run with `threads` OpenMP threads (None: as they are) inside."""
+    before = lib.omp_get_max_threads()
+    if threads:
+        lib.omp_set_num_threads(threads)  # this thread's team size, the kernel's OpenMP's
+    try:
+        yield
+    finally:
+        lib.omp_set_num_threads(before)
+
+
 @pytest.mark.parametrize("threads", [None, 3], ids=["default-threads", "3-threads"])
 def test_input_gradient_in_column_blocks(threads, rng):
     """Where one output row's band of the input gradient (its patches' input rows, all
     columns) is larger than the L2 cache, the pass takes the output columns in blocks: on a
     band twice this machine's L2, with two kernel geometries (a block's patches overlap the
-    next block's), the result is NumPy's scatter of every position's product."""
+    next block's), the result is the NumPy loop's input gradient."""
     lib = fused.library()
     l2 = os.sysconf("SC_LEVEL2_CACHE_SIZE") if "SC_LEVEL2_CACHE_SIZE" in os.sysconf_names else 0
     l2 = l2 if l2 > 0 else 1 << 20  # the kernel's own fallback
-    before = lib.omp_get_max_threads()
     for b, h, c, (kh, kw), s, f in [(128, 8, 16, (5, 9), 1, 16), (64, 9, 8, (3, 4), 2, 24)]:
         column = kh * c * b * 4  # bytes of one input column of a band
         w = -(-2 * l2 // column) + kw  # the band of a whole row: twice the L2 cache
         geometry, _, kernel, _, dy = _operands(b, (h, w), c, (kh, kw), s, f, rng)
-        oh, ow = int(geometry[4]), int(geometry[5])
         dx = fused.aligned_empty((h, w, c, b))
-        if threads:
-            lib.omp_set_num_threads(threads)
-        try:
+        with _omp_threads(lib, threads):
             lib.zoo_lc_input_gradient(*_pointers(geometry, dy, kernel, dx))
-        finally:
-            lib.omp_set_num_threads(before)
-        want = np.zeros((h, w, c, b), np.float64)
-        for i in range(oh):
-            for j in range(ow):
-                p = i * ow + j
-                want[i * s : i * s + kh, j * s : j * s + kw] += (
-                    kernel[p].astype(np.float64) @ dy[:, p].T.astype(np.float64)
-                ).reshape(kh, kw, c, b)
+        want, _ = reference_gradients(
+            np.zeros((b, h, w, c)), kernel, dy, (kh, kw), (s, s), "valid", (1, 1), "channels_last"
+        )
+        want = want.transpose(1, 2, 3, 0)  # the cells' layout (H, W, C, B)
         np.testing.assert_allclose(dx, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
@@ -318,14 +322,10 @@ def test_forward_and_kernel_gradient_do_not_depend_on_the_thread_count(rng):
     whose stripes depend on the thread count (and its column blocks on the L2 cache's
     size), gives the same bits twice with the same count."""
     lib = fused.library()
-    before = lib.omp_get_max_threads()
 
     def run(threads: int, operands) -> tuple[np.ndarray, ...]:
-        lib.omp_set_num_threads(threads)  # this thread's team size, the kernel's OpenMP's
-        try:
+        with _omp_threads(lib, threads):
             return _passes(lib, *operands)
-        finally:
-            lib.omp_set_num_threads(before)
 
     for shape in [(11, (9, 12), 3, (3, 5), 2, 20), (8, (20, 11), 4, (3, 3), 1, 16)]:
         operands = _operands(*shape, rng)
