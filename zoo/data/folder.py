@@ -3,31 +3,34 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from zoo.data.pgm import parse_pgm
+from zoo.data.checks import check_files, distinct_shapes
 from zoo.data.spec import Examples
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".gif")
+_LISTED = 20  # bad files named in the log line; the count covers all of them
 
 
-def _decode_problem(file: Path) -> str | None:
-    """Why `file` cannot be decoded as an image (truncated, corrupt), or None if it can."""
-    try:
-        if file.suffix.lower() in (".pgm", ".pnm"):
-            parse_pgm(file.read_bytes())  # the pipeline's own decoder for PGM
-        else:
-            with Image.open(file) as image:
-                image.load()  # decodes every pixel: a truncated file fails here
-    except Exception as err:  # PIL and the PGM parser raise many types for bad data
-        return f"cannot be decoded as an image ({str(err).splitlines()[0] or type(err).__name__})"
-    return None
+def _walk(folder: Path, root: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """``(path relative to root, stat)`` of every file below ``folder``, hidden ones left out,
+    in the order of ``sorted(folder.rglob("*"))``: depth first, by name at each level."""
+    with os.scandir(folder) as entries:
+        visible = sorted(
+            (entry for entry in entries if not entry.name.startswith(".")),
+            key=lambda entry: entry.name,
+        )
+    for entry in visible:
+        if entry.is_file():
+            yield os.path.relpath(entry.path, root), entry.stat()
+        elif entry.is_dir(follow_symlinks=False):
+            yield from _walk(Path(entry.path), root)
 
 
 def load_folder(
@@ -65,24 +68,28 @@ def load_folder(
         )
     suffixes = tuple(e.lower() for e in extensions)
     known = suffixes + IMAGE_EXTENSIONS
+    root = root.resolve()
     bad: list[str] = []
-    files_per_class: dict[str, list[str]] = {}
-    for folder in class_dirs:
-        files = []
-        for file in sorted(folder.rglob("*")):
-            if not file.is_file() or any(p.startswith(".") for p in file.relative_to(root).parts):
-                continue
-            name = file.name.lower()
-            if not name.endswith(known):
-                bad.append(f"{file}: not an image file (images end in {', '.join(known)})")
-            elif name.endswith(suffixes):
-                problem = _decode_problem(file)
-                if problem:
-                    bad.append(f"{file}: {problem}")
-                else:
-                    files.append(str(file.resolve()))
-        files_per_class[folder.name] = files
-    class_names = tuple(name for name, files in files_per_class.items() if files)
+    names, stats, labels_of_files, class_of_dir = [], [], [], {}
+    for label, folder in enumerate(class_dirs):
+        class_of_dir[folder.name] = label
+        for name, stat in _walk(folder, root):
+            lower = name.lower()
+            if not lower.endswith(known):
+                bad.append(f"{root / name}: not an image file (images end in {', '.join(known)})")
+            elif lower.endswith(suffixes):
+                names.append(name)
+                stats.append((stat.st_size, stat.st_mtime_ns))
+                labels_of_files.append(label)
+    names_array = np.asarray(names, dtype=str)
+    checks = check_files(root, names_array, np.asarray(stats, np.int64).reshape(-1, 2))
+    bad += [f"{root / names[i]}: {why}" for i, why in sorted(checks.problems.items())]
+    good = np.ones(len(names), bool)
+    good[list(checks.problems)] = False
+    file_labels = np.asarray(labels_of_files, np.int64)[good]
+    counts = np.bincount(file_labels, minlength=len(class_dirs))
+    files_per_class = {folder.name: counts[i] for i, folder in enumerate(class_dirs)}
+    class_names = tuple(name for name, count in files_per_class.items() if count)
     if not class_names:
         raise ValueError(
             f"image folder {path!r} has class sub-folders {[d.name for d in class_dirs]} but no "
@@ -90,8 +97,8 @@ def load_folder(
         )
     bad += [
         f"{root / name}: class folder without images"
-        for name, files in files_per_class.items()
-        if not files
+        for name, count in files_per_class.items()
+        if not count
     ]
     if bad and not skip_bad:
         raise ValueError(
@@ -99,17 +106,20 @@ def load_folder(
             f"data.source.skip_bad=true ({len(bad)} found)"
         )
     if bad:
+        more = f"; ... ({len(bad) - _LISTED} more)" if len(bad) > _LISTED else ""
         logger.warning(
             "image folder %r: skipped %d bad files and folders (data.source.skip_bad=true): %s",
             path,
             len(bad),
-            "; ".join(bad),
+            "; ".join(bad[:_LISTED]) + more,
         )
-    paths = [f for name in class_names for f in files_per_class[name]]
-    labels = [label for label, name in enumerate(class_names) for _ in files_per_class[name]]
+    remap = np.full(len(class_dirs), -1, np.int64)  # empty class folders leave no gap
+    remap[[class_of_dir[name] for name in class_names]] = np.arange(len(class_names))
+    paths = np.char.add(str(root) + os.sep, names_array[good])
     return Examples(
-        name=root.resolve().name,
-        images=np.asarray(paths, dtype=str),
-        labels=np.asarray(labels, dtype=np.int64),
+        name=root.name,
+        images=paths,
+        labels=remap[file_labels],
         class_names=class_names,
+        shapes=distinct_shapes(checks.shapes[good], paths),
     )

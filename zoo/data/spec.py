@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,12 +36,16 @@ class Examples:
             string array ``(n,)`` of image file paths decoded by the pipeline.
         labels: ``int64`` array ``(n,)`` with values in ``[0, len(class_names))``.
         class_names: one name per label.
+        shapes: for file paths whose sizes the source knows without decoding again (an
+            image folder's remembered check): ``{(height, width, channels): first file of
+            that shape}``; ``None`` when unknown.
     """
 
     name: str
     images: np.ndarray
     labels: np.ndarray
     class_names: tuple[str, ...]
+    shapes: Mapping[tuple[int, int, int], str] | None = None
 
     @property
     def from_files(self) -> bool:
@@ -52,7 +56,8 @@ class Examples:
 class RawSplits:
     """Unbatched ``(image uint8 [h, w, c], label int64)`` datasets, one per split.
 
-    For file sources the image is a ``tf.string`` file path, decoded by the pipeline.
+    For file sources the image is a ``tf.string`` file path, decoded by the pipeline, and
+    ``shapes`` (when known) is ``Examples.shapes`` over all splits.
     """
 
     name: str
@@ -60,6 +65,7 @@ class RawSplits:
     validation: tf.data.Dataset
     test: tf.data.Dataset
     class_names: tuple[str, ...]
+    shapes: Mapping[tuple[int, int, int], str] | None = None
 
 
 @dataclass(frozen=True)
