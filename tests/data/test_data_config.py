@@ -14,7 +14,17 @@ from zoo.data.spec import RawSplits
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "data"
 DATA_SETS = ("mnist", "digits", "orl_faces", "lfw_subset", "folder", "tfds")
-KEYS = {"name", "source", "split", "image_size", "channels", "augment", "cache", "shuffle_buffer"}
+KEYS = {
+    "name",
+    "source",
+    "split",
+    "image_size",
+    "channels",
+    "augment",
+    "cache",
+    "cache_memory_fraction",
+    "shuffle_buffer",
+}
 
 
 def compose(data_set: str, model: dict | None = None):

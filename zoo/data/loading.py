@@ -66,24 +66,37 @@ def load_data(
     seed: int,
     augment: bool = True,
     pad_batches_to: int = 1,
+    steps_per_epoch: int | None = None,
+    processes: int = 1,
+    process_index: int = 0,
 ) -> DataSplits:
     """``conf/data/<name>.yaml`` (as a DictConfig or dict) → batched ``DataSplits``.
 
     Does ``instantiate(source)`` → ``split_examples`` (for ``Examples``) → ``build_datasets``
-    with the config's ``image_size``, ``channels``, ``augment``, ``cache`` and
-    ``shuffle_buffer`` (missing keys take ``build_datasets``' defaults). ``augment=False``
-    leaves the training split as it is (evaluation, baselines), whatever the config says.
-    ``pad_batches_to`` > 1 pads batches for an even split over devices (``pad_batches``).
+    with the config's ``image_size``, ``channels``, ``augment``, ``cache``,
+    ``cache_memory_fraction`` and ``shuffle_buffer`` (missing keys take ``build_datasets``'
+    defaults). ``augment=False`` leaves the training split as it is (evaluation,
+    baselines), whatever the config says.
+    ``pad_batches_to`` > 1 pads batches for an even split over devices (``pad_rows``);
+    ``steps_per_epoch`` caps a training epoch; ``processes`` / ``process_index`` give this
+    process its share of every batch (``build_datasets``).
     """
     raw = load_raw(data_cfg, seed=seed)
-    keys = ("image_size", "channels", "augment", "cache", "shuffle_buffer")
+    keys = ("image_size", "channels", "augment", "cache", "cache_memory_fraction", "shuffle_buffer")
     options = {
         key: _plain(data_cfg[key])
         for key in keys
         if key in data_cfg and (augment or key != "augment")
     }
     return build_datasets(
-        raw, batch_size=batch_size, seed=seed, pad_batches_to=pad_batches_to, **options
+        raw,
+        batch_size=batch_size,
+        seed=seed,
+        pad_batches_to=pad_batches_to,
+        steps_per_epoch=steps_per_epoch,
+        processes=processes,
+        process_index=process_index,
+        **options,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,8 +16,9 @@ from PIL import Image
 from zoo.data.pgm import parse_pgm
 from zoo.data.spec import DataSpec, DataSplits, RawSplits
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
+CACHE_MODES = ("auto", "memory", "none", True, False)
 AUGMENTATIONS = ("horizontal_flip", "max_shift", "rotation", "zoom", "brightness", "contrast")
 _AUTOTUNE = tf.data.AUTOTUNE
 _PGM_PATH = r".*\.(pgm|pnm)"
@@ -81,16 +83,32 @@ def _probe_channels(raw: RawSplits) -> int:
     raise ValueError(f"{raw.name}: every split is empty")
 
 
+def _known_shape(raw: RawSplits, channels: int | None) -> tuple[list[tuple[int, int]], int]:
+    """``(distinct (height, width)s with an example file each, channels)`` over all splits,
+    from ``raw.shapes`` when the source knows them (no file is opened), else from the files."""
+    if raw.shapes is not None:
+        if not raw.shapes:
+            raise ValueError(f"{raw.name}: every split is empty")
+        sizes = {}
+        for (height, width, _), path in raw.shapes.items():
+            sizes.setdefault((height, width), path)
+        colour = any(c >= 3 for (_, _, c) in raw.shapes)
+        return sizes, channels or (3 if colour else 1)
+    target_channels = channels or _probe_channels(raw)
+    return _file_sizes(raw), target_channels
+
+
 def _source_shape(
     raw: RawSplits, image_size: tuple[int, int] | None, channels: int | None
 ) -> tuple[int | None, int | None, int]:
     """``(height, width, channels)`` the pipeline hands out before resizing."""
     image_spec = raw.train.element_spec[0]
     if image_spec.dtype == tf.string:
-        target_channels = channels or _probe_channels(raw)
+        if image_size is not None and raw.shapes is None:
+            return None, None, channels or _probe_channels(raw)
+        sizes, target_channels = _known_shape(raw, channels)
         if image_size is not None:
             return None, None, target_channels
-        sizes = _file_sizes(raw)
         if len(sizes) > 1:
             examples = ", ".join(f"{h}x{w} ({path})" for (h, w), path in sorted(sizes.items())[:3])
             raise ValueError(
@@ -204,17 +222,16 @@ def _rotate_and_zoom(
     return warped[0]
 
 
-def _augment(
-    dataset: tf.data.Dataset, augment: Augmentation, shape: tuple[int, int, int], seed: int
-) -> tf.data.Dataset:
-    """Apply ``augment`` to every example: flip, rotation + zoom, shift, brightness, contrast.
+def _augment_fn(
+    augment: Augmentation, shape: tuple[int, int, int]
+) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """One example's augmentation: flip, rotation + zoom, shift, brightness, contrast.
 
-    Stateless ops fed by a seeded random stream that changes every epoch: reproducible runs,
-    fresh augmentation each pass.
+    Stateless ops fed by the example's own seed (a seeded random stream that changes every
+    epoch): reproducible runs, fresh augmentation each pass.
     """
 
-    def apply(pair: tuple[tf.Tensor, tf.Tensor], op_seed: tf.Tensor):
-        image, label = pair
+    def apply(image: tf.Tensor, op_seed: tf.Tensor) -> tf.Tensor:
         seeds = tf.unstack(tf.random.experimental.stateless_split(op_seed, 6))
         if augment.horizontal_flip:
             image = tf.image.stateless_random_flip_left_right(image, seeds[0])
@@ -234,35 +251,91 @@ def _augment(
             image = tf.image.stateless_random_contrast(image, *factor, seeds[5])
         if augment.brightness or augment.contrast:
             image = tf.clip_by_value(image, 0.0, 1.0)
-        return image, label
+        return image
 
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    return tf.data.Dataset.zip((dataset, seeds)).map(apply, num_parallel_calls=_AUTOTUNE)
-
-
-def pad_batches(dataset: tf.data.Dataset, multiple: int) -> tf.data.Dataset:
-    """`(images, labels)` batches → `(images, labels, weights)`, each batch padded with
-    zero-weight blank examples to a multiple of `multiple` rows.
-
-    For data parallelism on JAX, where every batch must split evenly over the devices:
-    with weights 0 the padding changes no metric and no gradient (the loss is averaged
-    with `mean_with_sample_weight`), and no example is dropped.
-    """
-
-    def pad(images: tf.Tensor, labels: tf.Tensor):
-        size = tf.shape(images)[0]
-        extra = (multiple - size % multiple) % multiple
-        weights = tf.concat([tf.ones([size]), tf.zeros([extra])], axis=0)
-        images = tf.pad(images, [[0, extra], [0, 0], [0, 0], [0, 0]])
-        labels = tf.pad(labels, [[0, extra]])
-        return images, labels, weights
-
-    return dataset.map(pad, num_parallel_calls=_AUTOTUNE)
+    return apply
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """The shuffle and augmentation seed of one epoch: a pure function of ``(seed, epoch)``."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def available_memory() -> int:
+    """Bytes of memory the system can give without swapping (``MemAvailable``)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _decide_cache(
+    cache: bool | str, raw: RawSplits, shape: tuple[int, int, int], memory_fraction: float
+) -> bool:
+    """Whether the decoded splits are kept in memory; one log line says which and why."""
+    if cache not in CACHE_MODES:
+        raise ValueError(
+            f"data.cache must be one of {', '.join(map(str, CACHE_MODES))}, got {cache!r}; "
+            "auto keeps the decoded splits in memory when they fit the budget"
+        )
+    if not 0.0 < memory_fraction <= 1.0:
+        raise ValueError(f"data.cache_memory_fraction must lie in (0, 1], got {memory_fraction!r}")
+    if cache in (True, False, "memory", "none"):
+        return cache in (True, "memory")
+    counts = [int(split.cardinality()) for split in (raw.train, raw.validation, raw.test)]
+    available = available_memory()
+    budget = memory_fraction * available
+    if min(counts) < 0:
+        log.info("Data cache: none: the splits' sizes are unknown (data.cache=memory forces it)")
+        return False
+    needed = sum(counts) * int(np.prod(shape)) * 4  # float32 pixels
+    fits = needed <= budget
+    log.info(
+        "Data cache: %s: %d decoded examples take %.2f GB, %s the budget of %.2f GB "
+        "(data.cache_memory_fraction=%g of %.1f GB available)%s",
+        "in memory" if fits else "none",
+        sum(counts),
+        needed / 1e9,
+        "within" if fits else "over",
+        budget / 1e9,
+        memory_fraction,
+        available / 1e9,
+        "" if fits else "; every epoch decodes its files again",
+    )
+    return fits
+
+
+def _local_rows(
+    rows: tf.Tensor, multiple: int, processes: int, process_index: int
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """``(first, last, share)``: the real rows ``[first, last)`` of a global batch of
+    ``rows`` that are this process's, once the batch is padded to a multiple of
+    ``multiple`` and cut into ``processes`` equal shares of ``share`` rows."""
+    padded = (rows + multiple - 1) // multiple * multiple
+    share = padded // processes
+    first = tf.minimum(process_index * share, rows)
+    return first, tf.minimum(first + share, rows), share
+
+
+def pad_rows(
+    images: tf.Tensor, labels: tf.Tensor, size: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """A batch padded with zero-weight blank examples to ``size`` rows:
+    ``(images, labels, weights)``.
+
+    For data parallelism on JAX, where every batch must split evenly over the devices:
+    with weights 0 the padding changes no metric and no gradient (the loss is averaged
+    with `mean_with_sample_weight`), and no example is dropped.
+    """
+    rows = tf.shape(labels)[0]
+    extra = size - rows
+    weights = tf.concat([tf.ones([rows]), tf.zeros([extra])], axis=0)
+    images = tf.pad(images, [[0, extra], [0, 0], [0, 0], [0, 0]])
+    return images, tf.pad(labels, [[0, extra]]), weights
 
 
 def build_datasets(
@@ -272,37 +345,59 @@ def build_datasets(
     image_size: Sequence[int] | None = None,
     channels: int | None = None,
     augment: Mapping[str, Any] | None = None,
-    cache: bool = True,
+    cache: bool | str = "auto",
+    cache_memory_fraction: float = 0.25,
     shuffle_buffer: int = 10_000,
     seed: int = 0,
     pad_batches_to: int = 1,
+    steps_per_epoch: int | None = None,
+    processes: int = 1,
+    process_index: int = 0,
 ) -> DataSplits:
     """Turn raw splits into batched model inputs, one tf.data pipeline per split.
 
     Per example: decode (file paths) → float32 in [0, 1] → channel conversion (1 ↔ 3) when
-    ``channels`` is set → bilinear resize to ``image_size`` when set → cache → (train only)
-    seeded shuffle, reshuffled every epoch → (train only) augmentation → batch → prefetch.
+    ``channels`` is set → bilinear resize to ``image_size`` when set; (train only) seeded
+    shuffle, reshuffled every epoch, and augmentation; batch; prefetch. With the cache in
+    memory the decoding happens once, before the shuffle; without it, every epoch decodes
+    the examples of its batches, after the shuffle, in the same order and with the same
+    numbers.
+
+    With several processes, each cuts its share out of every global batch *before* decoding
+    it: rows ``[i * s, (i + 1) * s)`` of a batch padded to ``s * processes`` rows for
+    process ``i``, so that N processes decode each file once between them and the global
+    batch and its order are those of one process.
 
     Args:
         raw: unbatched ``(image uint8 [h, w, c] or file path, label)`` splits.
-        batch_size: examples per batch; the last batch may be smaller.
+        batch_size: examples per (global) batch; the last batch may be smaller.
         image_size: ``(height, width)`` to resize to; required when sizes differ.
         channels: 1 (grey) or 3 (RGB) to convert to; ``None`` keeps the source's (file
-            sources: the first file's, and every file is converted to it).
+            sources: colour when any file is in colour, as far as the source knows, else the
+            first file's).
         augment: train-only augmentation, the fields of ``Augmentation`` (e.g.
             ``{"horizontal_flip": True, "max_shift": 8, "rotation": 10, "zoom": 0.1}``).
-        cache: keep the preprocessed examples in memory after the first pass.
+        cache: ``"auto"``: keep the decoded splits in memory when they take at most
+            ``cache_memory_fraction`` of the memory available now, else decode every epoch
+            (a disk cache of decoded pixels would be 20-40x the size of the JPEGs it comes
+            from, and slower to read than they are to decode); ``"memory"`` / ``True``:
+            always; ``"none"`` / ``False``: never.
+        cache_memory_fraction: the share of available memory ``"auto"`` may fill.
         shuffle_buffer: shuffle buffer size for the train split.
         seed: seeds the shuffle and the augmentation.
-        pad_batches_to: > 1 pads every batch to a multiple of it with zero-weight
-            examples, and the splits yield `(images, labels, weights)` (`pad_batches`).
+        pad_batches_to: > 1 pads every global batch to a multiple of it with zero-weight
+            examples, and the splits yield `(images, labels, weights)` (`pad_rows`).
+        steps_per_epoch: at most this many batches per training epoch; epoch ``e`` is then
+            batches ``[e * steps, (e + 1) * steps)`` of the stream of whole passes, so a
+            long data set is not restarted at every epoch.
+        processes, process_index: this process's share of every batch (above).
 
     Returns:
         ``DataSplits`` of ``(float32 [b, h, w, c] in [0, 1], int32 [b])`` batches; its spec's
         ``input_shape`` is the final ``(h, w, c)``. Its ``train_epochs(first, last, skip)``
         gives the train batches of epochs ``[first, last)`` in one pass, less the first
-        ``skip``; every epoch's order and augmentation are a pure function of ``(seed,
-        epoch)`` (``epoch_seed``), so a run resumed mid-epoch sees what an uninterrupted one
+        ``skip``; every pass's order and augmentation are a pure function of ``(seed,
+        pass)`` (``epoch_seed``), so a run resumed mid-epoch sees what an uninterrupted one
         would.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -315,39 +410,95 @@ def build_datasets(
         raise ValueError(f"channels must be 1 (grey), 3 (RGB) or null, got {channels!r}")
     if shuffle_buffer < 1:
         raise ValueError(f"shuffle_buffer must be >= 1, got {shuffle_buffer!r}")
+    if steps_per_epoch is not None and (
+        isinstance(steps_per_epoch, bool)
+        or not isinstance(steps_per_epoch, int)
+        or steps_per_epoch < 1
+    ):
+        raise ValueError(
+            f"trainer.steps_per_epoch must be a positive integer or null (whole epochs), got "
+            f"{steps_per_epoch!r}"
+        )
+    if not 0 <= process_index < processes or pad_batches_to % processes:
+        raise ValueError(
+            f"process {process_index} of {processes} with batches padded to a multiple of "
+            f"{pad_batches_to}: the padding must divide over the processes"
+        )
     augmentation = _check_augment(augment or {})
 
     from_files = raw.train.element_spec[0].dtype == tf.string
     shape = _source_shape(raw, image_size, channels)
     preprocess = _preprocess_fn(from_files, shape, image_size)
     final_shape = (*(image_size or shape[:2]), shape[2])
+    cached = _decide_cache(cache, raw, final_shape, cache_memory_fraction)
+    augment_one = _augment_fn(augmentation, final_shape) if augmentation.enabled else None
 
     def prepared(split: tf.data.Dataset) -> tf.data.Dataset:
-        split = split.map(preprocess, num_parallel_calls=_AUTOTUNE)
-        return split.cache() if cache else split
+        return split.map(preprocess, num_parallel_calls=_AUTOTUNE).cache() if cached else split
+
+    def batched(examples: tf.data.Dataset, augmented: bool) -> tf.data.Dataset:
+        """Global batches → this process's rows, decoded (when not cached), augmented."""
+
+        def local(images: tf.Tensor, labels: tf.Tensor, *seeds: tf.Tensor):
+            first, last, share = _local_rows(
+                tf.shape(labels)[0], pad_batches_to, processes, process_index
+            )
+            images, labels = images[first:last], labels[first:last]
+            seeds = tuple(s[first:last] for s in seeds)
+
+            def one(example):
+                image = example[0]
+                if not cached:
+                    image, _ = preprocess(image, tf.constant(0, tf.int64))
+                return augment_one(image, example[1]) if augmented else image
+
+            if augmented or not cached:
+                images = tf.map_fn(
+                    one,
+                    (images, *seeds),
+                    fn_output_signature=tf.TensorSpec(final_shape, tf.float32),
+                )
+            labels = tf.cast(labels, tf.int32)
+            return pad_rows(images, labels, share) if pad_batches_to > 1 else (images, labels)
+
+        return examples.batch(batch_size).map(local, num_parallel_calls=_AUTOTUNE)
 
     def shuffled(examples: tf.data.Dataset, order_seed: int, reshuffle: bool) -> tf.data.Dataset:
         examples = examples.shuffle(
             shuffle_buffer, seed=order_seed, reshuffle_each_iteration=reshuffle
         )
-        if augmentation.enabled:
-            examples = _augment(examples, augmentation, final_shape, order_seed)
-        return batched(examples)
-
-    def batched(examples: tf.data.Dataset) -> tf.data.Dataset:
-        examples = examples.batch(batch_size)
-        return pad_batches(examples, pad_batches_to) if pad_batches_to > 1 else examples
+        if augment_one is not None:
+            seeds = tf.data.Dataset.random(seed=order_seed, rerandomize_each_iteration=True)
+            examples = tf.data.Dataset.zip((examples, seeds.batch(2))).map(
+                lambda pair, op_seed: (*pair, op_seed)
+            )
+        return batched(examples, augment_one is not None)
 
     train_examples = prepared(raw.train)
+    full_pass = int(shuffled(train_examples, seed, False).cardinality())
+    steps = min(steps_per_epoch or full_pass, full_pass) if full_pass >= 0 else steps_per_epoch
+
+    def one_pass(index: int) -> tf.data.Dataset:
+        batches = shuffled(train_examples, epoch_seed(seed, index), False)
+        return batches if full_pass >= 0 or steps is None else batches.take(steps)
 
     def train_epochs(first: int, last: int, skip: int = 0) -> tf.data.Dataset:
-        epochs = [shuffled(train_examples, epoch_seed(seed, e), False) for e in range(first, last)]
-        return functools.reduce(tf.data.Dataset.concatenate, epochs).skip(skip).prefetch(_AUTOTUNE)
+        if full_pass < 0:  # unknown length: epoch e is (the first steps batches of) pass e
+            passes = [one_pass(e) for e in range(first, last)]
+            return functools.reduce(tf.data.Dataset.concatenate, passes).skip(skip)
+        begin, end = first * steps + skip, last * steps
+        first_pass, last_pass = begin // full_pass, -(-end // full_pass)
+        passes = [one_pass(p) for p in range(first_pass, max(last_pass, first_pass + 1))]
+        stream = functools.reduce(tf.data.Dataset.concatenate, passes)
+        return stream.skip(begin - first_pass * full_pass).take(end - begin).prefetch(_AUTOTUNE)
 
+    train = shuffled(train_examples, seed, True)
+    if steps is not None and steps != full_pass:
+        train = train.take(steps)
     return DataSplits(
-        train=shuffled(train_examples, seed, True).prefetch(_AUTOTUNE),
-        validation=batched(prepared(raw.validation)).prefetch(_AUTOTUNE),
-        test=batched(prepared(raw.test)).prefetch(_AUTOTUNE),
+        train=train.prefetch(_AUTOTUNE),
+        validation=batched(prepared(raw.validation), False).prefetch(_AUTOTUNE),
+        test=batched(prepared(raw.test), False).prefetch(_AUTOTUNE),
         train_epochs=train_epochs,
         spec=DataSpec(
             name=raw.name,
