@@ -208,29 +208,16 @@ class ProcessDataParallel(keras.distribution.DataParallel):
     """`DataParallel` over the devices of all processes, each process feeding its slice of
     every global batch: rows `[i * b / n, (i + 1) * b / n)` of a batch of `b` for process
     `i` of `n`, which Keras assembles into the global batch (`jax.make_array_from_process_
-    local_data`). Keras's own sharding (`auto_shard_dataset`) rebatches the stream and
-    deals the pieces out in turn, so a short last batch would reach one process only."""
+    local_data`). The pipeline cuts that slice itself, before decoding, so that each
+    process reads and decodes only its share (`zoo.data.pipeline.build_datasets`,
+    `processes=`); Keras's own sharding (`auto_shard_dataset`) would rebatch the stream and
+    deal the pieces out in turn, so a short last batch would reach one process only."""
 
     def __init__(self) -> None:
         super().__init__(auto_shard_dataset=False)
 
     def distribute_dataset(self, dataset):
-        import jax
-        import tensorflow as tf
-
-        count, index = jax.process_count(), jax.process_index()
-        if count == 1:
-            return dataset
-
-        def part(tensor):
-            rows = tf.shape(tensor)[0]
-            tf.debugging.assert_equal(
-                rows % count, 0, message=f"a batch's rows must divide over {count} processes"
-            )
-            share = rows // count
-            return tensor[index * share : (index + 1) * share]
-
-        return dataset.map(lambda *batch: tf.nest.map_structure(part, batch))
+        return dataset  # already this process's share
 
 
 class ProcessLostError(RuntimeError):

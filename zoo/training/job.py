@@ -210,7 +210,13 @@ def _train(
 ) -> float:
     padded = placement.batch_multiple
     data = load_data(
-        cfg.data, batch_size=cfg.trainer.batch_size, seed=cfg.seed, pad_batches_to=padded
+        cfg.data,
+        batch_size=cfg.trainer.batch_size,
+        seed=cfg.seed,
+        pad_batches_to=padded,
+        steps_per_epoch=cfg.trainer.get("steps_per_epoch"),
+        processes=placement.processes,
+        process_index=placement.process_id,
     )
     model = instantiate(cfg.model.builder)(data.spec)
     compile_model(model, cfg, data.spec.num_classes, known_length(data.train), padded > 1)

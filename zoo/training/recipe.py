@@ -75,7 +75,7 @@ def build_optimizer(cfg: DictConfig, steps_per_epoch: int | None) -> keras.optim
             "a learning-rate schedule and the reduce_lr callback both set the learning rate; "
             "drop one: schedule=null, or ~trainer.callbacks.reduce_lr"
         )
-    steps = cfg.trainer.get("steps_per_epoch") or steps_per_epoch
+    steps = steps_per_epoch or cfg.trainer.get("steps_per_epoch")
     if not steps:
         raise ValueError(
             "schedule needs the number of steps per epoch, but the training data's length is "
