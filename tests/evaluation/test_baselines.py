@@ -93,3 +93,19 @@ def test_a_grid_searched_pipeline_fits_through_a_cache_to_the_same_model():
     assert plain.best_params_ == cached.best_params_
     np.testing.assert_array_equal(plain.decision_function(x), cached.decision_function(x))
     assert cached.estimator.memory is None and cached.best_estimator_.memory is None
+
+
+def test_the_baselines_sample_is_the_first_classes_and_training_examples():
+    import tensorflow as tf
+
+    from zoo.data.spec import RawSplits
+
+    labels = np.array([4, 0, 1, 2, 0, 1, 3, 0, 1, 1], np.int64)
+    split = tf.data.Dataset.from_tensor_slices((np.arange(10), labels))
+    raw = RawSplits("toy", split, split, split, ("a", "b", "c", "d", "e"))
+    chosen = baselines.sample(raw, max_classes=2, max_train_examples=4)
+    assert [int(i) for i, _ in chosen.train] == [1, 2, 4, 5]  # split order, classes 0 and 1
+    assert [int(i) for i, _ in chosen.test] == [1, 2, 4, 5, 7, 8, 9]
+    assert chosen.class_names == ("a", "b")
+    with pytest.raises(ValueError, match=r"max_classes must be a positive integer, got 0"):
+        baselines.sample(raw, max_classes=0, max_train_examples=4)

@@ -69,6 +69,7 @@ def load_data(
     steps_per_epoch: int | None = None,
     processes: int = 1,
     process_index: int = 0,
+    raw: RawSplits | None = None,
 ) -> DataSplits:
     """``conf/data/<name>.yaml`` (as a DictConfig or dict) → batched ``DataSplits``.
 
@@ -79,9 +80,10 @@ def load_data(
     baselines), whatever the config says.
     ``pad_batches_to`` > 1 pads batches for an even split over devices (``pad_rows``);
     ``steps_per_epoch`` caps a training epoch; ``processes`` / ``process_index`` give this
-    process its share of every batch (``build_datasets``).
+    process its share of every batch (``build_datasets``). ``raw``: splits loaded (and
+    chosen from) already, in place of ``load_raw(data_cfg)``.
     """
-    raw = load_raw(data_cfg, seed=seed)
+    raw = raw or load_raw(data_cfg, seed=seed)
     keys = ("image_size", "channels", "augment", "cache", "cache_memory_fraction", "shuffle_buffer")
     options = {
         key: _plain(data_cfg[key])
