@@ -113,3 +113,15 @@ def test_export_without_its_runtime_fails_before_any_work(monkeypatch):
     monkeypatch.setitem(sys.modules, "tf2onnx", None)  # Python's own "not importable" mark
     with pytest.raises(ValueError, match=r"onnx needs tf2onnx.*pip install -e '\.\[export\]'"):
         export.check_formats(["keras", "onnx"])
+
+
+def test_a_live_run_beats_while_its_main_thread_is_busy(store):
+    client, experiment = store
+    run_id = client.create_run(experiment, tags={"zoo.heartbeat": "0"}).info.run_id
+    with lifecycle.beating(run_id, every_s=0.2):
+        time.sleep(1.0)  # a long phase: listing, an epoch, evaluation; no checkpoint written
+        beat = float(client.get_run(run_id).data.tags["zoo.heartbeat"])
+        assert time.time() - beat < 1.0
+    after = client.get_run(run_id).data.tags["zoo.heartbeat"]
+    time.sleep(0.5)
+    assert client.get_run(run_id).data.tags["zoo.heartbeat"] == after  # stopped with the run

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -168,19 +169,47 @@ def open_run(
     """A new run (config as params, Hydra files as artifacts) or, with `resume`, that run
     again: same params, no new ones, metrics continue where they stopped."""
     if resume is None:
-        with start_run(cfg, run_name, {**tags, **process_tags()}, output_dir) as run:
+        with (
+            start_run(cfg, run_name, {**tags, **process_tags()}, output_dir) as run,
+            beating(run.info.run_id),
+        ):
             yield run
         return
     with mlflow.start_run(run_id=resume) as run:
         mlflow.set_tags(process_tags())
         log.info("Resuming MLflow run %s at %s", resume, mlflow.get_tracking_uri())
-        yield run
+        with beating(run.info.run_id):
+            yield run
 
 
 def end_run(status: str, tags: dict[str, str]) -> None:
     """End the active run with `status` (KILLED, FAILED) and `tags`."""
     mlflow.set_tags(tags)
     mlflow.end_run(status)
+
+
+@contextlib.contextmanager
+def beating(run_id: str, every_s: float = HEARTBEAT_EVERY_S) -> Iterator[None]:
+    """Refresh `run_id`'s heartbeat every `every_s` from a thread while the process lives,
+    whatever it is doing (listing a million files, a long epoch, evaluation, baselines), so
+    that no other host takes a live run for dead."""
+    stop = threading.Event()
+    client = mlflow.MlflowClient()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            try:
+                client.set_tag(run_id, HEARTBEAT, str(time.time()))
+            except Exception as err:  # a store that is down for a moment: try again later
+                log.warning("Heartbeat of run %s not written: %s", run_id, err)
+
+    thread = threading.Thread(target=beat, name="zoo-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def heartbeat() -> None:
