@@ -80,13 +80,19 @@ class PhasedCallbacks(keras.callbacks.CallbackList):
         self.begins = begins
         self.ends = ends
 
+    # Keras counts begins and ends per list (and fails an end without its begin): a phase
+    # that skips one still counts it, so that a phase may end without having begun.
     def on_train_begin(self, logs=None) -> None:
         if self.begins:
             super().on_train_begin(logs)
+        else:
+            self._on_begin()
 
     def on_train_end(self, logs=None) -> None:
         if self.ends:
             super().on_train_end(logs)
+        else:
+            self._on_end()
 
 
 def fit_phases(
@@ -137,6 +143,7 @@ def fit_phases(
         )
         if model.stop_training and not ends:  # early stopping in the resumed epoch
             phased.ends = True
+            phased._on_begin()  # fit's own end of this phase was counted already
             phased.on_train_end()
             return
 
