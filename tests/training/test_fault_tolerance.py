@@ -222,3 +222,35 @@ def test_a_corrupt_image_stops_train_py_before_training_with_one_line(tmp_path, 
     assert line.endswith("skip bad files with data.source.skip_bad=true (1 found)")
     _, started = runs(store)
     assert started == []  # no run was opened: nothing half-done
+
+
+@pytest.mark.slow
+def test_a_run_on_packed_data_killed_resumes_to_the_in_memory_result(
+    tmp_path, reference, empty_store
+):
+    """digits packed by pack.py (ArrayRecord shards), SIGKILL mid-epoch, `resume=auto`: the
+    weights, optimizer state and metrics of the uninterrupted run on digits in memory."""
+    packed = tmp_path / "digits-packed"
+    command = [
+        sys.executable,
+        "pack.py",
+        "data=digits",
+        f"out={packed}",
+        "workers=1",
+        "progress=false",
+        f"hydra.run.dir={tmp_path / 'pack'}",
+    ]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    made = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, (made.stdout + made.stderr)[-3000:]
+    store = new_store(tmp_path, empty_store)
+    on_pack = ("data=packed", f"data.source.path={packed}")
+    killed_at = STEPS_PER_EPOCH + 7  # mid-epoch 1, between checkpoints
+    code, output = train(store, *on_pack, fault=f"kill@{killed_at}")
+    assert code == -signal.SIGKILL, output[-3000:]
+    code, output = train(store, *on_pack, "resume=auto")
+    assert code == 0, output[-3000:]
+    saved = (killed_at - 1) // EVERY * EVERY
+    assert f"epoch {saved // STEPS_PER_EPOCH}, step {saved % STEPS_PER_EPOCH} of" in output
+    _, (done,) = runs(store)
+    assert_same_training(store, done, reference)

@@ -31,6 +31,11 @@ def _decode_pgm(data: tf.Tensor) -> tf.Tensor:
     return tf.ensure_shape(image, (None, None, 1))
 
 
+def decode_encoded(data: tf.Tensor) -> tf.Tensor:
+    """Decode one encoded image (PNG, JPEG, BMP, GIF's first frame): ``uint8 [h, w, c]``."""
+    return tf.io.decode_image(data, channels=0, expand_animations=False)
+
+
 def decode_file(path: tf.Tensor) -> tf.Tensor:
     """Read and decode one image file: PNG, JPEG, BMP, GIF (first frame) or binary PGM.
 
@@ -39,11 +44,7 @@ def decode_file(path: tf.Tensor) -> tf.Tensor:
     """
     data = tf.io.read_file(path)
     is_pgm = tf.strings.regex_full_match(tf.strings.lower(path), _PGM_PATH)
-    return tf.cond(
-        is_pgm,
-        lambda: _decode_pgm(data),
-        lambda: tf.io.decode_image(data, channels=0, expand_animations=False),
-    )
+    return tf.cond(is_pgm, lambda: _decode_pgm(data), lambda: decode_encoded(data))
 
 
 def _convert_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
@@ -98,12 +99,19 @@ def _known_shape(raw: RawSplits, channels: int | None) -> tuple[list[tuple[int, 
     return _file_sizes(raw), target_channels
 
 
+def _by_reference(raw: RawSplits) -> bool:
+    """Whether the splits hold references (file paths, record keys) the pipeline decodes."""
+    return raw.read is not None or raw.train.element_spec[0].dtype == tf.string
+
+
 def _source_shape(
     raw: RawSplits, image_size: tuple[int, int] | None, channels: int | None
 ) -> tuple[int | None, int | None, int]:
     """``(height, width, channels)`` the pipeline hands out before resizing."""
     image_spec = raw.train.element_spec[0]
-    if image_spec.dtype == tf.string:
+    if raw.read is not None and raw.shapes is None:
+        raise ValueError(f"{raw.name}: a source of records must give the images' shapes")
+    if _by_reference(raw):
         if image_size is not None and raw.shapes is None:
             return None, None, channels or _probe_channels(raw)
         sizes, target_channels = _known_shape(raw, channels)
@@ -129,15 +137,18 @@ def _source_shape(
 
 
 def _preprocess_fn(
-    from_files: bool, shape: tuple[int | None, int | None, int], image_size: tuple[int, int] | None
+    decode: Callable[[tf.Tensor], tf.Tensor] | None,
+    shape: tuple[int | None, int | None, int],
+    image_size: tuple[int, int] | None,
 ) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
-    """The deterministic part: decode, scale to [0, 1], convert channels, resize."""
+    """The deterministic part: decode (a file path or encoded bytes, when ``decode`` is
+    given), scale to [0, 1], convert channels, resize."""
     height, width, channels = shape
     final_shape = (*(image_size or (height, width)), channels)
 
     def preprocess(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        if from_files:
-            image = decode_file(image)
+        if decode is not None:
+            image = decode(image)
         image = tf.cast(image, tf.float32) / 255.0
         image = _convert_channels(image, channels)
         if image_size is not None:
@@ -151,7 +162,7 @@ def _preprocess_fn(
 def preprocess_image(image: np.ndarray, image_size: Sequence[int], channels: int) -> np.ndarray:
     """One ``uint8 (h, w, c)`` image as the pipeline prepares it for a model: ``float32
     (height, width, channels)`` in [0, 1] (e.g. a photo to verify, outside any data set)."""
-    preprocess = _preprocess_fn(False, (None, None, channels), tuple(int(s) for s in image_size))
+    preprocess = _preprocess_fn(None, (None, None, channels), tuple(int(s) for s in image_size))
     return preprocess(tf.constant(image, tf.uint8), tf.constant(0))[0].numpy()
 
 
@@ -369,7 +380,7 @@ def build_datasets(
     batch and its order are those of one process.
 
     Args:
-        raw: unbatched ``(image uint8 [h, w, c] or file path, label)`` splits.
+        raw: unbatched ``(image uint8 [h, w, c], file path or record key, label)`` splits.
         batch_size: examples per (global) batch; the last batch may be smaller.
         image_size: ``(height, width)`` to resize to; required when sizes differ.
         channels: 1 (grey) or 3 (RGB) to convert to; ``None`` keeps the source's (file
@@ -426,15 +437,21 @@ def build_datasets(
         )
     augmentation = _check_augment(augment or {})
 
-    from_files = raw.train.element_spec[0].dtype == tf.string
     shape = _source_shape(raw, image_size, channels)
-    preprocess = _preprocess_fn(from_files, shape, image_size)
+    decode = (decode_encoded if raw.read else decode_file) if _by_reference(raw) else None
+    preprocess = _preprocess_fn(decode, shape, image_size)
     final_shape = (*(image_size or shape[:2]), shape[2])
     cached = _decide_cache(cache, raw, final_shape, cache_memory_fraction)
     augment_one = _augment_fn(augmentation, final_shape) if augmentation.enabled else None
 
     def prepared(split: tf.data.Dataset) -> tf.data.Dataset:
-        return split.map(preprocess, num_parallel_calls=_AUTOTUNE).cache() if cached else split
+        if not cached:
+            return split
+        if raw.read is not None:  # keys → encoded bytes, read a batch at a time
+            count = split.cardinality()
+            split = split.batch(256).map(lambda keys, labels: (raw.read(keys), labels)).unbatch()
+            split = split.apply(tf.data.experimental.assert_cardinality(count))
+        return split.map(preprocess, num_parallel_calls=_AUTOTUNE).cache()
 
     def batched(examples: tf.data.Dataset, augmented: bool) -> tf.data.Dataset:
         """Global batches → this process's rows, decoded (when not cached), augmented."""
@@ -445,6 +462,8 @@ def build_datasets(
             )
             images, labels = images[first:last], labels[first:last]
             seeds = tuple(s[first:last] for s in seeds)
+            if raw.read is not None and not cached:  # this process's keys → encoded bytes
+                images = raw.read(images)
 
             def one(example):
                 image = example[0]

@@ -57,7 +57,10 @@ class RawSplits:
     """Unbatched ``(image uint8 [h, w, c], label int64)`` datasets, one per split.
 
     For file sources the image is a ``tf.string`` file path, decoded by the pipeline, and
-    ``shapes`` (when known) is ``Examples.shapes`` over all splits.
+    ``shapes`` (when known) is ``Examples.shapes`` over all splits. For sources of records
+    (packed shards) the image is an ``int64`` record key and ``read`` turns a batch of keys
+    into the images' encoded bytes (JPEG or PNG), decoded by the pipeline; such a source
+    always knows its ``shapes``.
     """
 
     name: str
@@ -66,6 +69,7 @@ class RawSplits:
     test: tf.data.Dataset
     class_names: tuple[str, ...]
     shapes: Mapping[tuple[int, int, int], str] | None = None
+    read: Callable[[tf.Tensor], tf.Tensor] | None = None
 
 
 @dataclass(frozen=True)

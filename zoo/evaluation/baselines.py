@@ -10,6 +10,7 @@ images, or the same verification pairs, as the model.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import time
@@ -170,13 +171,12 @@ def sample(raw: RawSplits, max_classes: int, max_train_examples: int) -> RawSpli
     def within(split):
         return split.filter(lambda image, label: label < max_classes)
 
-    return RawSplits(
-        name=raw.name,
+    return dataclasses.replace(
+        raw,
         train=within(raw.train).take(max_train_examples),
         validation=within(raw.validation),
         test=within(raw.test),
         class_names=raw.class_names[:max_classes],
-        shapes=raw.shapes,
     )
 
 
