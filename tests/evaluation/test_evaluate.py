@@ -1,6 +1,7 @@
 """`evaluate.py` end to end on a run made by `train.py`, plus its error messages."""
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -214,4 +215,16 @@ def test_verification_on_a_tfds_lfw_shaped_set(tmp_path):
     assert sorted(count for count in PEOPLE.values() if count >= 4) == [4, 5, 5, 6, 6]
     assert 16 <= metrics["verification_same_pairs"] <= 30
     assert 0.0 <= metrics["verification_auc"] <= 1.0
-    assert "evaluation/roc.png" in set(list_artifacts(client, evaluation_run.info.run_id))
+    artifacts = set(list_artifacts(client, evaluation_run.info.run_id))
+    assert {"evaluation/roc.png", "evaluation/verification_pairs.json"} <= artifacts
+    pairs = json.loads(
+        Path(
+            client.download_artifacts(
+                evaluation_run.info.run_id, "evaluation/verification_pairs.json", str(tmp_path)
+            )
+        ).read_text()
+    )  # the pairs scored, saved beside the figures: all of them at this size
+    assert sum(pairs["same"]) == metrics["verification_same_pairs"]
+    assert len(pairs["first"]) == metrics["verification_same_pairs"] + metrics[
+        "verification_different_pairs"
+    ]

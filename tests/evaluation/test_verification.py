@@ -134,3 +134,38 @@ def test_a_nonlinear_or_unlabelled_metric_is_refused_by_name():
         verification.fit_embedding(train, labels, PolynomialFeatures())
     with pytest.raises(ValueError, match="needs the training people's labels"):
         verification.fit_embedding(train, None, PolynomialFeatures())
+
+
+def test_sampled_pairs_follow_lfw_s_protocol_per_fold():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 500, 5000)  # ~10 faces each of 500 people: 12.5 M pairs
+    pairs = verification.sampled_pairs(labels, n_folds=10, per_fold=300, seed=4)
+    assert np.array_equal(pairs.same, labels[pairs.first] == labels[pairs.second])
+    assert np.all(pairs.first < pairs.second)  # no image with itself, each pair once
+    assert len({(a, b) for a, b in zip(pairs.first, pairs.second, strict=True)}) == 6000
+    for fold in range(10):  # 300 same and 300 different pairs per fold
+        in_fold = pairs.fold == fold
+        assert pairs.same[in_fold].sum() == 300 and (~pairs.same[in_fold]).sum() == 300
+    # Seeded: the same pairs again; another seed draws others.
+    again = verification.sampled_pairs(labels, n_folds=10, per_fold=300, seed=4)
+    assert np.array_equal(again.first, pairs.first) and np.array_equal(again.second, pairs.second)
+    other = verification.sampled_pairs(labels, n_folds=10, per_fold=300, seed=5)
+    assert not np.array_equal(other.first, pairs.first)
+    # Same pairs spread over the people like all same pairs do (not a few people's).
+    assert len(np.unique(labels[pairs.first[pairs.same]])) > 450
+
+
+def test_all_pairs_are_kept_while_they_fit_and_few_same_pairs_are_all_used():
+    labels = np.array([0, 0, 1, 1, 1, 2, 3, 4])
+    chosen = verification.choose_pairs(labels, n_folds=2, seed=0, max_pairs=28, per_fold=300)
+    first, second, same = verification.all_pairs(labels)
+    assert chosen.fold is None and np.array_equal(chosen.first, first)
+    assert np.array_equal(chosen.second, second)
+    assert np.array_equal(chosen.same, same)
+    sampled = verification.choose_pairs(labels, n_folds=2, seed=0, max_pairs=27, per_fold=300)
+    assert sampled.same.sum() == 4  # every same pair there is: 1 + 3
+    assert (~sampled.same).sum() == 24  # and every different one
+    result = verification.verify(
+        np.where(sampled.same, 1.0, 0.0), sampled.same, n_folds=2, fold=sampled.fold
+    )
+    assert result.accuracy_mean == 1.0

@@ -102,10 +102,19 @@ def load_data(
     )
 
 
-def split_arrays(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """`(images, labels)` of a batched `(image, label)` tf.data split, in its order."""
-    images, labels = [], []
-    for batch_images, batch_labels in dataset:
-        images.append(np.asarray(batch_images))
-        labels.append(np.asarray(batch_labels))
-    return np.concatenate(images), np.concatenate(labels)
+def split_arrays(
+    dataset: tf.data.Dataset, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(images, labels)` of a batched `(image, label)` tf.data split, in its order: the
+    first `limit` examples only when given (later batches are never decoded)."""
+    images, labels, count = [], [], 0
+    for batch in dataset:
+        if limit is not None and count >= limit:
+            break
+        images.append(np.asarray(batch[0]))
+        labels.append(np.asarray(batch[1]))
+        count += len(labels[-1])
+    if not labels:
+        raise ValueError("the split is empty: nothing to evaluate")
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    return (images, labels) if limit is None else (images[:limit], labels[:limit])

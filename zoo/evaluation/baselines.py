@@ -125,15 +125,17 @@ def face_verification(
     test: tuple[np.ndarray, np.ndarray],
     n_folds: int,
     seed: int,
+    pairs: verification.Pairs | None = None,
 ) -> list[tuple[BaselineResult, verification.VerificationResult]]:
     """Eigenfaces-style verification on the model's identity-disjoint test split.
 
     Each configured embedder (e.g. PCA with whitening) is fitted on the training people's
     images; test faces are projected, L2-normalised and every pair is scored by inner
-    product, with the same pairs and folds (`seed`) as the model's own verification.
+    product, with the same pairs and folds (``pairs``, by default all; `seed`) as the
+    model's own verification.
     """
     test_images, test_labels = test
-    first, second, same = verification.all_pairs(test_labels)
+    pairs = pairs or verification.Pairs(*verification.all_pairs(test_labels))
     results = []
     for name, spec in embedders.items():
         embedder = instantiate(spec, _convert_="all")
@@ -142,8 +144,10 @@ def face_verification(
         seconds = time.perf_counter() - start
         features = embedder.transform(flat_pixels(test_images))
         features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-        scores = verification.pair_scores(features, first, second)
-        result = verification.verify(scores, same, n_folds=n_folds, seed=seed)
+        scores = verification.pair_scores(features, pairs.first, pairs.second)
+        result = verification.verify(
+            scores, pairs.same, n_folds=n_folds, seed=seed, fold=pairs.fold
+        )
         log.info(
             "Baseline %s verification: AUC %.4f, accuracy %.4f ± %.4f",
             name,

@@ -90,24 +90,60 @@ def check_spec(model: keras.Model, data: DataSplits) -> None:
 
 
 # --------------------------------------------------------------- classification
+_PER_CLASS_LIMIT = 100  # up to this many classes, per-class metrics and the confusion matrix
+
+
+def _stream_predictions(model: keras.Model, test, keep: int, wrong_kept: int) -> dict[str, Any]:
+    """One pass over the test batches: per-example losses, predictions and top-5 hits, the
+    first `keep` images (for robustness and exports) and the first `wrong_kept` wrong ones;
+    never the whole split in memory."""
+    losses, predicted, labels, top5, kept, kept_labels = [], [], [], [], [], []
+    wrong: list[tuple[np.ndarray, int, int]] = []
+    per_example = keras.losses.SparseCategoricalCrossentropy(reduction=None)
+    for batch in test:
+        images, batch_labels = np.asarray(batch[0]), np.asarray(batch[1])
+        probabilities = np.asarray(model.predict_on_batch(images))
+        guesses = np.argmax(probabilities, axis=-1)
+        losses.append(np.asarray(per_example(batch_labels, probabilities)))
+        predicted.append(guesses)
+        labels.append(batch_labels)
+        best5 = np.argsort(-probabilities, axis=-1)[:, :5]
+        top5.append(np.any(best5 == batch_labels[:, None], axis=-1))
+        if sum(len(k) for k in kept) < keep:
+            kept.append(images)
+            kept_labels.append(batch_labels)
+        for i in np.flatnonzero(guesses != batch_labels)[: max(wrong_kept - len(wrong), 0)]:
+            wrong.append((images[i], int(batch_labels[i]), int(guesses[i])))
+    if not labels:
+        raise ValueError(f"the test split of {model.name!r}'s data is empty: nothing to evaluate")
+    return {
+        "loss": float(np.mean(np.concatenate(losses))),
+        "predicted": np.concatenate(predicted),
+        "labels": np.concatenate(labels),
+        "top5": np.concatenate(top5),
+        "images": np.concatenate(kept)[:keep],
+        "image_labels": np.concatenate(kept_labels)[:keep],
+        "wrong": wrong,
+    }
+
+
 def classification(
     model: keras.Model, data: DataSplits, cfg: DictConfig
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    """Loss, accuracy, top-5, per-class metrics and figures; returns metrics, images, labels."""
-    images, labels = split_arrays(data.test)
+    """Loss, accuracy, top-5, per-class metrics and figures, streamed over the test batches;
+    returns the metrics and the first `robustness.max_images` test images and labels."""
     classes = data.spec.num_classes
     if model.output.shape[-1] != classes:
         raise ValueError(
             f"model {model.name!r} predicts {model.output.shape[-1]} classes but data "
             f"{data.spec.name!r} has {classes}; evaluate on the data it was trained on"
         )
-    probabilities = model.predict(images, batch_size=cfg.batch_size, verbose=0)
-    predicted = np.argmax(probabilities, axis=-1)
-    loss = keras.losses.SparseCategoricalCrossentropy()(labels, probabilities)
-    metrics = {"loss": float(loss), "accuracy": float(np.mean(predicted == labels))}
+    keep = int(cfg.robustness.get("max_images", 10_000))
+    stream = _stream_predictions(model, data.test, keep, cfg.misclassified)
+    labels, predicted = stream["labels"], stream["predicted"]
+    metrics = {"loss": stream["loss"], "accuracy": float(np.mean(predicted == labels))}
     if classes > 5:
-        top5 = np.argsort(-probabilities, axis=-1)[:, :5]
-        metrics["top5_accuracy"] = float(np.mean(np.any(top5 == labels[:, None], axis=-1)))
+        metrics["top5_accuracy"] = float(np.mean(stream["top5"]))
     names = [str(n) for n in data.spec.class_names]
     report = classification_report(
         labels,
@@ -117,16 +153,27 @@ def classification(
         output_dict=True,
         zero_division=0,
     )
-    for index, name in enumerate(names):
-        for metric in ("precision", "recall", "f1-score"):
-            metrics[f"class_{index}_{metric.replace('-score', '')}"] = report[name][metric]
     tracking.log_dict(report, "evaluation/classification_report.json")
-    matrix = confusion_counts(labels, predicted, labels=range(classes))
-    tracking.log_figure(plots.confusion_matrix(matrix, names), "evaluation/confusion_matrix.png")
-    wrong = np.flatnonzero(predicted != labels)[: cfg.misclassified]
-    titles = [f"true {names[labels[i]]}\npredicted {names[predicted[i]]}" for i in wrong]
-    tracking.log_figure(plots.image_grid(images[wrong], titles), "evaluation/misclassified.png")
-    return metrics, images, labels
+    if classes <= _PER_CLASS_LIMIT:
+        for index, name in enumerate(names):
+            for metric in ("precision", "recall", "f1-score"):
+                metrics[f"class_{index}_{metric.replace('-score', '')}"] = report[name][metric]
+        matrix = confusion_counts(labels, predicted, labels=range(classes))
+        tracking.log_figure(
+            plots.confusion_matrix(matrix, names), "evaluation/confusion_matrix.png"
+        )
+    else:
+        log.info(
+            "%d classes: per-class figures are in evaluation/classification_report.json only "
+            "(metrics and the confusion matrix up to %d classes)",
+            classes,
+            _PER_CLASS_LIMIT,
+        )
+    if stream["wrong"]:
+        images = np.stack([image for image, _, _ in stream["wrong"]])
+        titles = [f"true {names[t]}\npredicted {names[p]}" for _, t, p in stream["wrong"]]
+        tracking.log_figure(plots.image_grid(images, titles), "evaluation/misclassified.png")
+    return metrics, stream["images"], stream["image_labels"]
 
 
 def robustness_metrics(
@@ -179,8 +226,18 @@ def face_verification(
     settings = cfg.verification
     flip, metric = bool(settings.get("flip", False)), settings.get("metric")
     embed = representation_model(model)
-    train_images, train_labels = split_arrays(data.train)
-    test_images, test_labels = split_arrays(data.test)
+    # Bounded samples, chosen before decoding: the first images of each split's (random)
+    # order. The offline face sets fit whole; a split of thousands of people does not.
+    train_images, train_labels = split_arrays(data.train, settings.get("max_train_images"))
+    test_images, test_labels = split_arrays(data.test, settings.get("max_images"))
+    pairs = verification.choose_pairs(
+        test_labels,
+        settings.folds,
+        cfg.seed,
+        settings.get("max_pairs", 1_000_000),
+        settings.get("pairs_per_fold", 300),
+    )
+    tracking.log_dict(pairs.to_dict(), "evaluation/verification_pairs.json")
     train_features = representations(embed, train_images, cfg.batch_size, flip)
     test_features = representations(embed, test_images, cfg.batch_size, flip)
 
@@ -193,11 +250,12 @@ def face_verification(
             seed=cfg.seed,
             train_labels=train_labels,
             metric=learned,
+            pairs=pairs,
         )
 
     result, embedding = scored(instantiate(metric, _convert_="all") if metric else None)
     compared = baselines.face_verification(
-        embedders, train_images, (test_images, test_labels), settings.folds, cfg.seed
+        embedders, train_images, (test_images, test_labels), settings.folds, cfg.seed, pairs
     )
     metrics = result.metrics()
     curves = {model.name: (result.fpr, result.tpr, result.auc)}

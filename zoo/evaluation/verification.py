@@ -110,6 +110,74 @@ def all_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return first, second, labels[first] == labels[second]
 
 
+@dataclass(frozen=True)
+class Pairs:
+    """Pairs of test images to verify: indices into the test split's order, whether each
+    pair is one person, and (when drawn per fold, LFW-style) each pair's fold."""
+
+    first: np.ndarray
+    second: np.ndarray
+    same: np.ndarray
+    fold: np.ndarray | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "first": self.first.tolist(),
+            "second": self.second.tolist(),
+            "same": self.same.astype(int).tolist(),
+            "fold": None if self.fold is None else self.fold.tolist(),
+        }
+
+
+def sampled_pairs(labels: np.ndarray, n_folds: int, per_fold: int, seed: int) -> Pairs:
+    """LFW's protocol on a test split too big for all pairs: each of ``n_folds`` folds gets
+    ``per_fold`` same-person and ``per_fold`` different-person pairs, drawn with ``seed``,
+    no pair twice (fewer same pairs when the split has fewer)."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    wanted = n_folds * per_fold
+    order = np.argsort(labels, kind="stable")
+    people, starts, counts = np.unique(labels[order], return_index=True, return_counts=True)
+    weights = counts * (counts - 1) / 2.0  # same pairs each person offers
+    available = int(weights.sum())
+
+    def unique_pairs(first: np.ndarray, second: np.ndarray, keep: int) -> tuple:
+        low, high = np.minimum(first, second), np.maximum(first, second)
+        _, index = np.unique(low.astype(np.int64) * len(labels) + high, return_index=True)
+        index = np.sort(index)[:keep]  # first drawn first: the draw decides, not the sort
+        return low[index], high[index]
+
+    same_first, same_second = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if available:
+        target = min(wanted, available)
+        while len(same_first) < target:
+            person = rng.choice(len(people), size=4 * target, p=weights / weights.sum())
+            a = rng.integers(0, counts[person])
+            b = (a + rng.integers(1, np.maximum(counts[person], 2))) % counts[person]
+            first, second = order[starts[person] + a], order[starts[person] + b]
+            same_first, same_second = unique_pairs(
+                np.r_[same_first, first], np.r_[same_second, second], target
+            )
+    first = rng.integers(0, len(labels), 4 * wanted)
+    second = rng.integers(0, len(labels), 4 * wanted)
+    different = labels[first] != labels[second]
+    diff_first, diff_second = unique_pairs(first[different], second[different], wanted)
+    same = np.r_[np.ones(len(same_first), bool), np.zeros(len(diff_first), bool)]
+    fold = np.r_[np.arange(len(same_first)) % n_folds, np.arange(len(diff_first)) % n_folds]
+    return Pairs(np.r_[same_first, diff_first], np.r_[same_second, diff_second], same, fold)
+
+
+def choose_pairs(
+    labels: np.ndarray, n_folds: int, seed: int, max_pairs: int, per_fold: int
+) -> Pairs:
+    """Every pair when there are at most ``max_pairs`` of them (folds drawn by `verify`),
+    else ``sampled_pairs``."""
+    count = len(labels) * (len(labels) - 1) // 2
+    if count <= max_pairs:
+        return Pairs(*all_pairs(labels))
+    return sampled_pairs(labels, n_folds, per_fold, seed)
+
+
 def pair_scores(features: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Inner products of normalised representations: higher means more alike."""
     return np.einsum("ij,ij->i", features[first], features[second])
@@ -272,11 +340,13 @@ def verify_representations(
     seed: int = 0,
     train_labels: np.ndarray | None = None,
     metric: Any = None,
+    pairs: Pairs | None = None,
 ) -> tuple[VerificationResult, Embedding]:
-    """Fit the embedding on the training people (`fit_embedding`), score all test pairs,
-    run `verify`; returns the result and the embedding that scored it."""
+    """Fit the embedding on the training people (`fit_embedding`), score the test pairs
+    (``pairs``; by default all of them), run `verify`; returns the result and the embedding
+    that scored it."""
     embedding = fit_embedding(train_features, train_labels, metric)
     features = embedding(test_features)
-    first, second, same = all_pairs(test_labels)
-    scores = pair_scores(features, first, second)
-    return verify(scores, same, n_folds=n_folds, seed=seed), embedding
+    pairs = pairs or Pairs(*all_pairs(test_labels))
+    scores = pair_scores(features, pairs.first, pairs.second)
+    return verify(scores, pairs.same, n_folds=n_folds, seed=seed, fold=pairs.fold), embedding
