@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -184,54 +184,55 @@ def test_a_damaged_or_unfinished_pack_is_named_with_the_fix(folder, packed, tmp_
 
 @pytest.mark.slow
 def test_a_killed_pack_command_resumes_and_writes_only_what_it_lacks(tmp_path):
-    """`pack.py` killed (SIGKILL) after its first shards, then run again: the same pack as
-    one never killed."""
+    """`pack.py` killed (SIGKILL) after its fourth shard landed on disk but before it was
+    recorded, then run again: the recorded shards are kept, the pack is the one never killed."""
     folder = tmp_path / "many"
-    for index in range(300):
-        _save(
-            folder / f"p{index % 6}" / f"{index:03d}.png", np.full((4, 4, 3), index % 256, np.uint8)
-        )
+    for index in range(30):
+        pixels = np.full((4, 4, 3), index * 8, np.uint8)
+        _save(folder / f"p{index % 3}" / f"{index:03d}.png", pixels)
     out, reference = tmp_path / "resumed", tmp_path / "reference"
-    # One example per shard: 300 shards, so that the kill lands between the first and last.
-    command = [
-        sys.executable,
-        "pack.py",
+    overrides = [
         f"data.source.path={folder}",
         f"out={out}",
         "shard_megabytes=1e-6",
-        "workers=2",
+        "workers=1",
         "progress=false",
         "hydra.run.dir=" + str(tmp_path / "hydra"),
     ]
     repo = Path(__file__).parents[2]
-    process = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(1200):  # kill once a few shards have landed
-            progress = out / PROGRESS
-            if progress.exists() and len(progress.read_text().splitlines()) >= 3:
-                break
-            if process.poll() is not None:
-                pytest.fail(process.stdout.read().decode()[-3000:])
-            time.sleep(0.005)
-        process.kill()
-    finally:
-        process.wait()
-    landed = {
-        json.loads(line)["file"]: (out / json.loads(line)["file"]).stat().st_mtime_ns
-        for line in (out / PROGRESS).read_text().splitlines()
-    }
-    assert not json.loads((out / PLAN).read_text())["complete"]
-    finished = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=300)
+    environment = {**os.environ, "ZOO_KILL_AFTER_SHARDS": "3"}
+    killed = subprocess.run(
+        [sys.executable, "tests/data/faulty_pack.py", *overrides],
+        cwd=repo,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, (killed.stdout + killed.stderr)[-3000:]
+    recorded = [json.loads(line)["file"] for line in (out / PROGRESS).read_text().splitlines()]
+    assert len(recorded) == 3 and not json.loads((out / PLAN).read_text())["complete"]
+    landed = {file: (out / file).stat().st_mtime_ns for file in recorded}
+    with pytest.raises(ValueError, match=r"unfinished \(3 of 30 shards written\)"):
+        load_packed(str(out))
+
+    finished = subprocess.run(
+        [sys.executable, "pack.py", *overrides],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert finished.returncode == 0, (finished.stdout + finished.stderr)[-3000:]
     assert f"train on it: python train.py data=packed data.source.path={out}" in finished.stdout
-    for file, mtime in landed.items():  # the shards that had landed were kept, not rewritten
+    for file, mtime in landed.items():  # the recorded shards were kept, not written again
         assert (out / file).stat().st_mtime_ns == mtime, file
-    assert not list(out.glob("*.tmp-*"))
+    assert not list(out.glob("*.tmp-*")) and not (out / PROGRESS).exists()
     defaults = split_examples(load_folder(str(folder)), validation=0.1, test=0.2, seed=0)
     pack(
         defaults, reference, seed=0, source=SOURCE, shard_megabytes=1e-6, workers=1, progress=False
     )
-    assert len(json.loads((out / PLAN).read_text())["shards"]) == 300
+    assert len(json.loads((out / PLAN).read_text())["shards"]) == 30
     verify(out)
     assert records(out) == records(reference)
 
