@@ -38,8 +38,6 @@ CONFIG_DIGEST, CHECKPOINT_DIR, OUTPUT_DIR = (
 KILLED_REASON, LAST_STEP = "zoo.killed_reason", "zoo.last_checkpoint_step"
 HEARTBEAT_EVERY_S = 30.0
 
-_last_heartbeat = 0.0
-
 
 def _process_started(pid: int) -> str | None:
     """The kernel's start time of `pid` (clock ticks since boot), or None if it is gone."""
@@ -210,15 +208,6 @@ def beating(run_id: str, every_s: float = HEARTBEAT_EVERY_S) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
-
-
-def heartbeat() -> None:
-    """Refresh the active run's heartbeat tag (at most every `HEARTBEAT_EVERY_S`)."""
-    global _last_heartbeat
-    now = time.time()
-    if now - _last_heartbeat >= HEARTBEAT_EVERY_S:
-        _last_heartbeat = now
-        mlflow.set_tag(HEARTBEAT, str(now))
 
 
 def flush() -> None:

@@ -113,7 +113,6 @@ def fit(
         flag=session.flag,
         resume_from=session.checkpoint,
         before_save=lifecycle.flush,
-        after_save=lambda _step: lifecycle.heartbeat(),
         writes=session.writes,
     )
     with session.flag.deferred():
