@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
+
+from report import child_result, publish
 
 
 def measure(classes: int, batch_size: int, steps: int) -> dict:
@@ -62,8 +63,6 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(args.one, args.batch_size, args.steps)))
         return
-    from zoo import machine
-
     rows = []
     for classes in args.classes:
         command = [
@@ -76,25 +75,12 @@ def main() -> None:
             "--steps",
             str(args.steps),
         ]
-        run = subprocess.run(command, capture_output=True, text=True, check=False)
-        if run.returncode:
-            raise SystemExit(run.stderr[-3000:])
-        rows.append(json.loads(run.stdout.strip().splitlines()[-1]))
+        rows.append(child_result(command))
         print(json.dumps(rows[-1]), flush=True)
     smallest = rows[0]
     for row in rows:
         row["step_over_smallest"] = row["step_s"] / smallest["step_s"]
-    result = {
-        "command": " ".join(sys.argv),
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": machine.describe(),
-        "rows": rows,
-    }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as out:
-            out.write(text + "\n")
+    publish({"rows": rows}, args.out)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,11 @@ import argparse
 import json
 import multiprocessing
 import os
-import subprocess
 import sys
 import time
 
 import numpy as np
+from report import child_result, publish
 
 AUGMENT = {  # conf/model/deepface.yaml's
     "horizontal_flip": True,
@@ -163,15 +163,7 @@ def child(args: argparse.Namespace, role: str, cores: list[int]) -> dict:
         "--rounds",
         str(args.rounds),
     ] + (["--packed", args.packed] if args.packed else [])
-    run = subprocess.run(
-        ["taskset", "-c", ",".join(map(str, cores)), *command],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if run.returncode:
-        raise SystemExit(run.stderr[-3000:])
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    return child_result(["taskset", "-c", ",".join(map(str, cores)), *command])
 
 
 def main() -> None:
@@ -189,8 +181,6 @@ def main() -> None:
     if args.role:
         print(json.dumps(measure(args) if args.role == "rates" else step_times(args)))
         return
-    from zoo import machine
-
     cores = sorted(os.sched_getaffinity(0))
     rows = [child(args, "rates", cores[:k]) for k in range(1, len(cores) + 1)]
     for row in rows:
@@ -202,19 +192,12 @@ def main() -> None:
             if key in row:
                 row[key.replace("_per_s", "_over_bare")] = row[key] / row["bare_decode_per_s"]
     result = {
-        "command": " ".join(sys.argv),
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": machine.describe(),
         "images_per_core_count": rows,
         "scaling_folder": rows[-1]["folder_pipeline_per_s"] / rows[0]["folder_pipeline_per_s"],
     }
     if not args.skip_steps:
         result["deepface"] = child(args, "steps", cores)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as out:
-            out.write(text + "\n")
+    publish(result, args.out)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 _RESUME = "run the pack command again (it resumes: the finished shards are kept)"
 
 
-def _plan(root: Path) -> dict[str, Any]:
+def _complete_plan(root: Path) -> dict[str, Any]:
     """``pack.json`` of a complete pack, after checking its shards are there, whole."""
     plan_file = root / PLAN
     if not plan_file.exists():
@@ -48,7 +48,7 @@ def verify(path: str | os.PathLike) -> None:
     """Check every shard of the pack at ``path`` against the SHA-256 recorded when it was
     written; a ValueError names the first that differs."""
     root = Path(path).expanduser()
-    for entry in _plan(root)["shards"]:
+    for entry in _complete_plan(root)["shards"]:
         if sha256_of_file(root / entry["file"]) != entry["sha256"]:
             raise ValueError(
                 f"packed shard {root / entry['file']} fails its sha256 check (its bytes "
@@ -98,7 +98,7 @@ def load_packed(path: str, verify_checksums: bool = False) -> RawSplits:
             the sizes are always checked).
     """
     root = Path(path).expanduser()
-    plan = _plan(root)
+    plan = _complete_plan(root)
     if verify_checksums:
         verify(root)
     with np.load(root / LABELS) as stored:

@@ -53,6 +53,9 @@ _JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
 _PGM_SUFFIXES = (".pgm", ".pnm")
 _SIZE_SAMPLE = 1000  # files whose sizes estimate the mean, for the shard size
 
+# A shard to write: (its path, channels, images (file paths or arrays), labels, file names).
+Task = tuple[str, int, list[Any], list[int], list[str]]
+
 
 @dataclass(frozen=True)
 class Shard:
@@ -107,11 +110,11 @@ def sha256_of_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_shard(task: tuple[str, str, int, list[Any], list[int], list[str]]) -> dict[str, Any]:
+def _write_shard(task: Task) -> dict[str, Any]:
     """Worker: write one shard to a temporary file, rename it when complete."""
     from array_record.python.array_record_module import ArrayRecordWriter
 
-    path, _, channels, images, labels, names = task
+    path, channels, images, labels, names = task
     features = _features(channels)
     temporary = f"{path}.tmp-{os.getpid()}"
     # group_size:1: every record is its own chunk, so that one can be read without the rest.
@@ -136,7 +139,7 @@ def _write_shard(task: tuple[str, str, int, list[Any], list[int], list[str]]) ->
 
 
 def _written(
-    tasks: Iterator[tuple[str, str, int, list[Any], list[int], list[str]]], workers: int
+    tasks: Iterator[Task], workers: int
 ) -> Iterator[tuple[str, Callable[[], dict[str, Any]]]]:
     """``(shard path, call that waits for its entry)`` per task, in order: in this process
     for one worker, else in a pool of fresh processes (not forked: TensorFlow's threads do
@@ -259,8 +262,9 @@ def _read_progress(out: Path) -> dict[str, dict[str, Any]]:
     return done
 
 
-def _open_plan(out: Path, plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Start or resume the pack in ``out``; the shards already finished."""
+def _open_plan(out: Path, plan: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """Start or resume the pack in ``out``: the shards already finished, or None when the
+    pack is complete."""
     existing = out / PLAN
     if existing.exists():
         previous = json.loads(existing.read_text())
@@ -271,7 +275,7 @@ def _open_plan(out: Path, plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 "folder, or delete this one"
             )
         if previous.get("complete"):
-            return {entry["file"]: entry for entry in previous["shards"]}
+            return None
     elif out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty and holds no pack; pack into an empty folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -289,7 +293,7 @@ def _tasks(
     done: Mapping[str, Any],
     channels: int,
     labels: dict[str, list[np.ndarray]],
-) -> Iterator[tuple[str, str, int, list[Any], list[int], list[str]]]:
+) -> Iterator[Task]:
     """The shards still to write, as worker tasks, one at a time (images are read lazily)."""
     splits = dict(zip(SPLITS, (raw.train, raw.validation, raw.test), strict=True))
     every_path = [refs[0] for refs in files.values() if refs is not None and len(refs[0])]
@@ -311,7 +315,7 @@ def _tasks(
             names = [f"{shard.split}/{shard.first + i}" for i in range(shard.size)]
         labels[shard.split].append(shard_labels)
         if file not in done:
-            yield str(out / file), shard.split, channels, images, shard_labels.tolist(), names
+            yield str(out / file), channels, images, shard_labels.tolist(), names
 
 
 def _channels(plan: Mapping[str, Any], raw: RawSplits) -> int:
@@ -337,7 +341,9 @@ def _shapes_of_images(raw: RawSplits) -> list[list[Any]]:
     return [[*shape, example] for shape, example in sorted(shapes.items())]
 
 
-def _write_metadata(out: Path, plan: Mapping[str, Any], entries: Mapping[str, Any]) -> None:
+def _write_metadata(
+    out: Path, plan: Mapping[str, Any], entries: Mapping[str, Any], channels: int
+) -> None:
     """``dataset_info.json`` and ``features.json``: TFDS's own description of the shards."""
     import tensorflow_datasets as tfds  # the writer's and reader's dependency only
 
@@ -362,7 +368,7 @@ def _write_metadata(out: Path, plan: Mapping[str, Any], entries: Mapping[str, An
         )
     tfds.folder_dataset.write_metadata(
         data_dir=out,
-        features=_features(_channels(plan, None)),
+        features=_features(channels),
         split_infos=split_infos,
         filename_template=TEMPLATE,
         check_data=False,  # TFDS's check reads with as_dataset, which ArrayRecord lacks
@@ -404,31 +410,28 @@ def pack(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers!r}")
     plan, files = _plan(raw, seed, source, shard_megabytes)
-    done = dict(_open_plan(out, plan))
-    if json.loads((out / PLAN).read_text()).get("complete"):
+    done = _open_plan(out, plan)
+    if done is None:
         log.info("Pack %s is complete already: %s", out, plan["splits"])
         return out
     if plan["shapes"] is None:
         plan["shapes"] = _shapes_of_images(raw)
     channels = _channels(plan, raw)
     total = sum(plan["splits"].values())
-    shards = shards_of(plan)
-    finished = sum(
-        done[s.filename(plan["dataset"])]["examples"]
-        for s in shards
-        if s.filename(plan["dataset"]) in done
-    )
+    files_of_shards = [shard.filename(plan["dataset"]) for shard in shards_of(plan)]
+    landed = [done[file] for file in files_of_shards if file in done]
     log.info(
         "Packing %s into %s: %d examples in %d shards (%d done), %d workers",
         plan["name"],
         out,
         total,
-        len(shards),
-        sum(1 for s in shards if s.filename(plan["dataset"]) in done),
+        len(files_of_shards),
+        len(landed),
         workers,
     )
     labels: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
     tasks = _tasks(raw, plan, files, out, done, channels, labels)
+    finished = sum(entry["examples"] for entry in landed)
     bar = tqdm(total=total, initial=finished, unit="img", disable=not progress, smoothing=0.05)
     with open(out / PROGRESS, "a") as record:
         for path, written in _written(tasks, workers):
@@ -451,8 +454,8 @@ def pack(
     }
     np.savez(out / (LABELS + ".tmp.npz"), **split_labels)
     os.replace(out / (LABELS + ".tmp.npz"), out / LABELS)
-    _write_metadata(out, plan, done)
-    plan["shards"] = [done[s.filename(plan["dataset"])] for s in shards]
+    _write_metadata(out, plan, done, channels)
+    plan["shards"] = [done[file] for file in files_of_shards]
     plan["complete"] = True
     _write_json(out / PLAN, plan)
     (out / PROGRESS).unlink()
@@ -461,6 +464,6 @@ def pack(
         out,
         total,
         sum(e["bytes"] for e in plan["shards"]) / 1e9,
-        len(shards),
+        len(files_of_shards),
     )
     return out

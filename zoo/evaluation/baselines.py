@@ -135,7 +135,7 @@ def face_verification(
     model's own verification.
     """
     test_images, test_labels = test
-    pairs = pairs or verification.Pairs(*verification.all_pairs(test_labels))
+    pairs = pairs or verification.Pairs.every(test_labels)
     results = []
     for name, spec in embedders.items():
         embedder = instantiate(spec, _convert_="all")

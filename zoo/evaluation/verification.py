@@ -120,6 +120,11 @@ class Pairs:
     same: np.ndarray
     fold: np.ndarray | None = None
 
+    @classmethod
+    def every(cls, labels: np.ndarray) -> Pairs:
+        """Every unordered pair of the test split (`all_pairs`); `verify` draws the folds."""
+        return cls(*all_pairs(labels))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "first": self.first.tolist(),
@@ -174,7 +179,7 @@ def choose_pairs(
     else ``sampled_pairs``."""
     count = len(labels) * (len(labels) - 1) // 2
     if count <= max_pairs:
-        return Pairs(*all_pairs(labels))
+        return Pairs.every(labels)
     return sampled_pairs(labels, n_folds, per_fold, seed)
 
 
@@ -347,6 +352,6 @@ def verify_representations(
     that scored it."""
     embedding = fit_embedding(train_features, train_labels, metric)
     features = embedding(test_features)
-    pairs = pairs or Pairs(*all_pairs(test_labels))
+    pairs = pairs or Pairs.every(test_labels)
     scores = pair_scores(features, pairs.first, pairs.second)
     return verify(scores, pairs.same, n_folds=n_folds, seed=seed, fold=pairs.fold), embedding
